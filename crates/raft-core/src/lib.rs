@@ -1,0 +1,2 @@
+//! The Raft consensus protocol as a deterministic, sans-IO state machine.
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! The replicated key-value service: `raftd` and `raftctl` join raft-core,
+//! raft-wal and raft-transport behind an HTTP API with Prometheus metrics.
+#![forbid(unsafe_code)]
