@@ -1,0 +1,229 @@
+//! Elections (§5.2, §5.4.1) with pre-vote (§9.6 of Ongaro's thesis): the follower and
+//! candidate side of the node. Keeps true: a vote is granted only to a candidate whose
+//! log is at least as up to date, at most once per term, and is durable before the
+//! answer leaves; learners never campaign.
+
+use crate::config::Mutation;
+use crate::error::StorageError;
+use crate::message::{
+    AppendRequest, AppendResponse, Heartbeat, MessageBody, VoteRequest, VoteResponse,
+};
+use crate::node::{Node, SendAfter};
+use crate::quorum::{self, VoteResult};
+use crate::status::Role;
+use crate::storage::LogStore;
+use crate::types::{NodeId, Term};
+
+/// Which round of an election.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Campaign {
+    /// Ask whether an election could be won, without raising the term.
+    PreVote,
+    /// Raise the term and ask for votes.
+    Election,
+}
+
+impl<S: LogStore> Node<S> {
+    pub(crate) fn tick_election(&mut self) -> Result<(), StorageError> {
+        self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
+            self.election_elapsed_ticks = 0;
+            let campaign = if self.config.pre_vote {
+                Campaign::PreVote
+            } else {
+                Campaign::Election
+            };
+            self.campaign(campaign)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn campaign(&mut self, campaign: Campaign) -> Result<(), StorageError> {
+        if !self.membership.is_voter(self.id()) {
+            return Ok(());
+        }
+        let last = self.log.last_entry_id()?;
+        let request = VoteRequest {
+            last_log_index: last.index,
+            last_log_term: last.term,
+        };
+        self.votes.clear();
+        self.leader = None;
+        self.reset_election_timer();
+        let voters: Vec<NodeId> = self
+            .membership
+            .all_voters()
+            .into_iter()
+            .filter(|&id| id != self.id())
+            .collect();
+        match campaign {
+            Campaign::PreVote => {
+                self.role = Role::PreCandidate;
+                let id = self.id();
+                self.votes.insert(id, true);
+                let term = self.term.next();
+                for voter in voters {
+                    self.send_with_term(voter, term, MessageBody::PreVote(request), SendAfter::Now);
+                }
+            }
+            Campaign::Election => {
+                self.role = Role::Candidate;
+                self.term = self.term.next();
+                self.vote = Some(self.id());
+                // The vote for itself counts once durable (see `on_persisted`); the
+                // requests leave only after it is, too.
+                for voter in voters {
+                    self.send(voter, MessageBody::Vote(request), SendAfter::Persist);
+                }
+            }
+        }
+        self.tally_votes()
+    }
+
+    pub(crate) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        request: VoteRequest,
+        pre_vote: bool,
+    ) -> Result<(), StorageError> {
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        let up_to_date = self.config.mutation == Mutation::VoteWithoutLogCheck
+            || self
+                .log
+                .is_up_to_date(request.last_log_index, request.last_log_term)?;
+        let granted = can_vote && up_to_date;
+        if pre_vote {
+            // A granted pre-vote answers in the term asked about, so the candidate can
+            // tell it from a rejection of its current term.
+            let answer_term = if granted { term } else { self.term };
+            self.send_with_term(
+                from,
+                answer_term,
+                MessageBody::PreVoteResponse(VoteResponse { granted }),
+                SendAfter::Now,
+            );
+        } else if granted {
+            self.vote = Some(from);
+            self.election_elapsed_ticks = 0;
+            self.send(
+                from,
+                MessageBody::VoteResponse(VoteResponse { granted }),
+                SendAfter::Persist,
+            );
+        } else {
+            self.send(
+                from,
+                MessageBody::VoteResponse(VoteResponse { granted }),
+                SendAfter::Now,
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        pre_vote: bool,
+    ) -> Result<(), StorageError> {
+        let expected = if pre_vote {
+            self.role == Role::PreCandidate && (term == self.term.next() || !granted)
+        } else {
+            self.role == Role::Candidate && term == self.term
+        };
+        if !expected || !self.membership.is_voter(from) {
+            return Ok(());
+        }
+        self.votes.entry(from).or_insert(granted);
+        self.tally_votes()
+    }
+
+    pub(crate) fn tally_votes(&mut self) -> Result<(), StorageError> {
+        if !matches!(self.role, Role::PreCandidate | Role::Candidate) {
+            return Ok(());
+        }
+        match quorum::vote_result(&self.membership, &self.votes) {
+            VoteResult::Pending => Ok(()),
+            VoteResult::Lost => {
+                self.become_follower(self.term, None);
+                Ok(())
+            }
+            VoteResult::Won if self.role == Role::PreCandidate => self.campaign(Campaign::Election),
+            VoteResult::Won => self.become_leader(),
+        }
+    }
+
+    /// §5.3 on the follower side.
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        request: AppendRequest,
+    ) -> Result<(), StorageError> {
+        self.follow(from);
+        if request.prev_log_index < self.log.committed() {
+            // Everything through the commit index matches any leader's log (§5.4).
+            let match_index = self.log.committed();
+            self.send(
+                from,
+                MessageBody::AppendResponse(AppendResponse::Accepted { match_index }),
+                SendAfter::Persist,
+            );
+            return Ok(());
+        }
+        let appended = self.log.maybe_append(
+            request.prev_log_index,
+            request.prev_log_term,
+            request.leader_commit,
+            &request.entries,
+        )?;
+        match appended {
+            Some(match_index) => {
+                // The answer promises durability: it leaves after the entries are.
+                let accepted = AppendResponse::Accepted { match_index };
+                self.send(
+                    from,
+                    MessageBody::AppendResponse(accepted),
+                    SendAfter::Persist,
+                );
+            }
+            None => {
+                let guess = request.prev_log_index.min(self.log.last_index());
+                let (hint_index, hint_term) = self
+                    .log
+                    .find_conflict_by_term(guess, request.prev_log_term)?;
+                let rejected = AppendResponse::Rejected {
+                    rejected_index: request.prev_log_index,
+                    hint_index,
+                    hint_term,
+                };
+                self.send(from, MessageBody::AppendResponse(rejected), SendAfter::Now);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
+        self.follow(from);
+        self.log.commit_to(heartbeat.leader_commit);
+        self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+    }
+
+    /// A message from the leader of the current term arrived.
+    fn follow(&mut self, leader: NodeId) {
+        assert!(
+            self.role != Role::Leader,
+            "two leaders in term {}: {} and {leader}",
+            self.term,
+            self.id()
+        );
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(leader));
+        }
+        self.leader = Some(leader);
+        self.election_elapsed_ticks = 0;
+    }
+}

@@ -1,0 +1,495 @@
+//! The Raft node: its fields, the verbs the driver calls, the term rules every
+//! message passes through (§5.1), and the `Ready` it hands back. Role-specific
+//! behaviour lives in `election.rs` (followers and candidates) and `replication.rs`
+//! (leaders). Keeps true: at most one vote per term, persisted before it is sent; a
+//! leader counts its own log toward a quorum only once durable; every proposal's
+//! outcome is reported once.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use rand_core::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use crate::config::Config;
+use crate::error::{Error, StorageError};
+use crate::membership::Membership;
+use crate::message::{Message, MessageBody};
+use crate::progress::Progress;
+use crate::raft_log::RaftLog;
+use crate::ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
+use crate::status::{PeerProgress, Role, Status};
+use crate::storage::{HardState, LogStore};
+use crate::types::{Entry, EntryId, EntryPayload, LogIndex, NodeId, Term};
+
+/// One member's Raft state machine. See the crate documentation for the driver loop.
+pub struct Node<S: LogStore> {
+    pub(crate) config: Config,
+    pub(crate) log: RaftLog<S>,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) membership: Membership,
+    /// On a leader: every member's progress, this member's own included.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// On a (pre-)candidate: the votes received in this campaign.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    pub(crate) election_elapsed_ticks: u32,
+    pub(crate) heartbeat_elapsed_ticks: u32,
+    pub(crate) randomized_election_timeout_ticks: u32,
+    rng: Pcg64Mcg,
+    messages: Vec<Message>,
+    messages_after_persist: Vec<Message>,
+    /// The hard state most recently handed out for persisting.
+    handed_out_hard_state: HardState,
+    /// Proposals made while leader and not yet resolved: index to term.
+    pending_proposals: BTreeMap<LogIndex, Term>,
+    /// On a leader: new entries to send to followers at the next `ready`.
+    pub(crate) append_pending: bool,
+    /// On a leader: the commit index advanced; tell every follower.
+    pub(crate) commit_pending: bool,
+    failure: Option<StorageError>,
+}
+
+/// Whom a message must wait for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SendAfter {
+    /// May leave at once.
+    Now,
+    /// May leave only once everything handed out so far is durable.
+    Persist,
+}
+
+impl<S: LogStore> Node<S> {
+    /// Starts (or restarts) a member from what `store` holds. A fresh member of a new
+    /// cluster starts from a store whose membership lists the initial voters.
+    pub fn new(config: Config, store: S) -> Result<Node<S>, Error> {
+        config.validate()?;
+        let initial = store.initial_state()?;
+        let hard_state = initial.hard_state;
+        let log = RaftLog::new(store, hard_state.commit, config.applied_index);
+        let rng = Pcg64Mcg::seed_from_u64(config.seed);
+        let mut node = Node {
+            log,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            membership: initial.membership,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed_ticks: 0,
+            heartbeat_elapsed_ticks: 0,
+            randomized_election_timeout_ticks: config.election_timeout_ticks_min,
+            rng,
+            messages: Vec::new(),
+            messages_after_persist: Vec::new(),
+            handed_out_hard_state: hard_state,
+            pending_proposals: BTreeMap::new(),
+            append_pending: false,
+            commit_pending: false,
+            failure: None,
+            config,
+        };
+        node.reset_election_timer();
+        Ok(node)
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Its current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Its current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader it knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The membership it follows.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The log store it reads from.
+    pub fn log_store(&self) -> &S {
+        &self.log.store
+    }
+
+    /// Advances time by one tick: followers and candidates count toward an election,
+    /// leaders toward a heartbeat and a check-quorum round.
+    pub fn tick(&mut self) -> Result<(), Error> {
+        self.check_failure()?;
+        let result = match self.role {
+            Role::Leader => self.tick_leader(),
+            _ => self.tick_election(),
+        };
+        self.record(result)
+    }
+
+    /// Feeds in a message from a peer. Stale and unexpected messages are protocol
+    /// events, handled silently; only a malformed message is an error (and is ignored).
+    pub fn step(&mut self, message: Message) -> Result<(), Error> {
+        self.check_failure()?;
+        validate(&message, self.id())?;
+        let result = self.step_inner(message);
+        self.record(result)
+    }
+
+    /// Proposes a command. On the leader the entry is appended and its id returned;
+    /// its outcome is reported later in [`Ready::proposal_outcomes`]. Any other member
+    /// answers [`Error::NotLeader`] and the caller retries at the leader it names.
+    pub fn propose(&mut self, command: Bytes) -> Result<EntryId, Error> {
+        self.check_failure()?;
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let id = EntryId {
+            term: self.term,
+            index: self.log.last_index().next(),
+        };
+        self.log.append(vec![Entry {
+            term: id.term,
+            index: id.index,
+            payload: EntryPayload::Command(command),
+        }]);
+        self.pending_proposals.insert(id.index, id.term);
+        self.append_pending = true;
+        Ok(id)
+    }
+
+    /// The driver made a [`Persist`] durable (batches are acknowledged in the order
+    /// they were handed out). Acknowledgements for overwritten entries are ignored.
+    pub fn on_persisted(&mut self, ack: PersistAck) -> Result<(), Error> {
+        self.check_failure()?;
+        if let Some(last) = ack.last_entry
+            && self.log.stable_to(last)
+            && self.role == Role::Leader
+        {
+            let persisted = self.log.persisted_index();
+            let id = self.id();
+            if let Some(progress) = self.progress.get_mut(&id) {
+                progress.maybe_update(persisted);
+            }
+            let result = self.maybe_commit();
+            if self.record(result)? {
+                self.commit_pending = true;
+            }
+        }
+        if let Some(hard_state) = ack.hard_state
+            && self.role == Role::Candidate
+            && hard_state.term == self.term
+            && hard_state.vote == Some(self.id())
+        {
+            // The vote for itself is durable: only now may it count (a vote that a
+            // crash could forget would let this member vote twice in the term).
+            let id = self.id();
+            self.votes.insert(id, true);
+            let result = self.tally_votes();
+            self.record(result)?;
+        }
+        Ok(())
+    }
+
+    /// The application applied every committed entry through `index`.
+    pub fn on_applied(&mut self, index: LogIndex) {
+        self.log.applied_to(index);
+    }
+
+    /// Whether [`Node::ready`] has anything to hand out.
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || !self.messages_after_persist.is_empty()
+            || self.hard_state_changed()
+            || self.log.has_unpersisted()
+            || self.log.has_entries_to_apply()
+            || (self.role == Role::Leader && (self.append_pending || self.commit_pending))
+            || self
+                .pending_proposals
+                .first_key_value()
+                .is_some_and(|(&i, _)| i <= self.log.committed())
+    }
+
+    /// Hands out everything the driver must do now. See [`Ready`].
+    pub fn ready(&mut self) -> Result<Ready, Error> {
+        self.check_failure()?;
+        let result = self.ready_inner();
+        self.record(result)
+    }
+
+    /// This member's state as plain data.
+    pub fn status(&self) -> Status {
+        let progress = if self.role == Role::Leader {
+            self.progress
+                .iter()
+                .filter(|(id, _)| **id != self.id())
+                .map(|(&id, p)| PeerProgress {
+                    id,
+                    match_index: p.match_index,
+                    next_index: p.next_index,
+                    state: p.state,
+                    inflight_appends: p.inflights.len(),
+                    recent_active: p.recent_active,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            id: self.id(),
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit_index: self.log.committed(),
+            applied_index: self.log.applied(),
+            last_index: self.log.last_index(),
+            persisted_index: self.log.persisted_index(),
+            progress,
+        }
+    }
+
+    fn ready_inner(&mut self) -> Result<Ready, StorageError> {
+        if self.role == Role::Leader {
+            self.send_pending_appends()?;
+        }
+        let mut proposal_outcomes = Vec::new();
+        while let Some((&index, &term)) = self.pending_proposals.first_key_value() {
+            if index > self.log.committed() {
+                break;
+            }
+            self.pending_proposals.pop_first();
+            // The committed entry at the index is final (§5.4): the proposal is in
+            // exactly when that entry is the one it created.
+            let result = if self.log.term(index)? == term {
+                ProposalResult::Committed
+            } else {
+                ProposalResult::Dropped
+            };
+            proposal_outcomes.push(ProposalOutcome {
+                proposal: EntryId { term, index },
+                result,
+            });
+        }
+        let persist = if self.hard_state_changed()
+            || self.log.has_unpersisted()
+            || !self.messages_after_persist.is_empty()
+        {
+            let hard_state = self.hard_state();
+            let hard_state = (hard_state != self.handed_out_hard_state).then_some(hard_state);
+            if let Some(hard_state) = hard_state {
+                self.handed_out_hard_state = hard_state;
+            }
+            let entries = self.log.take_unpersisted();
+            let ack = PersistAck {
+                hard_state,
+                last_entry: entries.last().map(Entry::id),
+            };
+            Some(Persist {
+                hard_state,
+                entries,
+                messages: std::mem::take(&mut self.messages_after_persist),
+                ack,
+            })
+        } else {
+            None
+        };
+        let committed_entries = self
+            .log
+            .take_entries_to_apply(self.config.max_apply_bytes)?;
+        Ok(Ready {
+            messages: std::mem::take(&mut self.messages),
+            persist,
+            committed_entries,
+            proposal_outcomes,
+        })
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed(),
+        }
+    }
+
+    /// Whether the term or vote changed since last handed out. A commit index change
+    /// alone does not ask for a write: it rides along with the next one, since the
+    /// commit index can always be learned again from the leader.
+    fn hard_state_changed(&self) -> bool {
+        self.term != self.handed_out_hard_state.term || self.vote != self.handed_out_hard_state.vote
+    }
+
+    fn step_inner(&mut self, message: Message) -> Result<(), StorageError> {
+        let Message {
+            from, term, body, ..
+        } = message;
+        if term > self.term {
+            let is_vote_request = matches!(body, MessageBody::PreVote(_) | MessageBody::Vote(_));
+            if is_vote_request && self.in_leader_lease() {
+                // §9.6 / check-quorum: a member that heard from a leader within the
+                // election timeout does not help depose it.
+                return Ok(());
+            }
+            match &body {
+                // A pre-vote changes no term.
+                MessageBody::PreVote(_) => {}
+                // A granted pre-vote carries the term this member would campaign in.
+                MessageBody::PreVoteResponse(response) if response.granted => {}
+                MessageBody::Append(_) | MessageBody::Heartbeat(_) => {
+                    self.become_follower(term, Some(from))
+                }
+                _ => self.become_follower(term, None),
+            }
+        } else if term < self.term {
+            match body {
+                MessageBody::Append(_) | MessageBody::Heartbeat(_)
+                    if self.config.check_quorum || self.config.pre_vote =>
+                {
+                    // A stale leader cut off by pre-vote or check-quorum would never
+                    // learn the newer term otherwise: tell it so it steps down.
+                    self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+                }
+                MessageBody::PreVote(_) => {
+                    self.send(
+                        from,
+                        MessageBody::PreVoteResponse(crate::message::VoteResponse {
+                            granted: false,
+                        }),
+                        SendAfter::Now,
+                    );
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        match body {
+            MessageBody::PreVote(request) => self.handle_vote_request(from, term, request, true),
+            MessageBody::Vote(request) => self.handle_vote_request(from, term, request, false),
+            MessageBody::PreVoteResponse(response) => {
+                self.handle_vote_response(from, term, response.granted, true)
+            }
+            MessageBody::VoteResponse(response) => {
+                self.handle_vote_response(from, term, response.granted, false)
+            }
+            MessageBody::Append(request) => self.handle_append(from, request),
+            MessageBody::AppendResponse(response) => self.handle_append_response(from, response),
+            MessageBody::Heartbeat(heartbeat) => {
+                self.handle_heartbeat(from, heartbeat);
+                Ok(())
+            }
+            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
+        }
+    }
+
+    /// Whether this member heard from a leader within the election timeout (only
+    /// meaningful, and only honoured, with check-quorum on).
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed_ticks < self.config.election_timeout_ticks_min
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody, after: SendAfter) {
+        self.send_with_term(to, self.term, body, after);
+    }
+
+    pub(crate) fn send_with_term(
+        &mut self,
+        to: NodeId,
+        term: Term,
+        body: MessageBody,
+        after: SendAfter,
+    ) {
+        let message = Message {
+            from: self.id(),
+            to,
+            term,
+            body,
+        };
+        match after {
+            SendAfter::Now => self.messages.push(message),
+            SendAfter::Persist => self.messages_after_persist.push(message),
+        }
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.progress.clear();
+        self.votes.clear();
+        self.append_pending = false;
+        self.commit_pending = false;
+        self.election_elapsed_ticks = 0;
+        self.reset_election_timer();
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        let min = u64::from(self.config.election_timeout_ticks_min);
+        let span = u64::from(self.config.election_timeout_ticks_max) - min;
+        self.randomized_election_timeout_ticks = (min + self.rng.next_u64() % span) as u32;
+    }
+
+    fn check_failure(&self) -> Result<(), Error> {
+        match &self.failure {
+            Some(e) => Err(Error::Storage(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// A store failure other than a compacted or missing index leaves the node unable
+    /// to continue safely: it refuses all further work.
+    fn record<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
+        result.map_err(|e| {
+            self.failure = Some(e.clone());
+            Error::Storage(e)
+        })
+    }
+}
+
+/// Checks the framing rules a well-behaved peer never breaks.
+fn validate(message: &Message, me: NodeId) -> Result<(), Error> {
+    let malformed = |reason| {
+        Err(Error::MalformedMessage {
+            from: message.from,
+            reason,
+        })
+    };
+    if message.to != me {
+        return malformed("addressed to another member");
+    }
+    if message.from == me {
+        return malformed("sent by this member to itself");
+    }
+    if let MessageBody::Append(append) = &message.body {
+        let mut expected = append.prev_log_index.next();
+        let mut previous_term = append.prev_log_term;
+        for entry in &append.entries {
+            if entry.index != expected {
+                return malformed("append entries are not contiguous after prev_log_index");
+            }
+            if entry.term < previous_term || entry.term > message.term {
+                return malformed("append entry terms out of order");
+            }
+            expected = expected.next();
+            previous_term = entry.term;
+        }
+    }
+    Ok(())
+}

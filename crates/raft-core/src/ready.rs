@@ -1,0 +1,77 @@
+//! The one output value of a node, split by consumer: what to make durable (and the
+//! messages that may leave only after that), what to send now, what to apply, and
+//! how proposals ended.
+
+use crate::message::Message;
+use crate::storage::HardState;
+use crate::types::{Entry, EntryId};
+
+/// Everything the driver must do since the last [`Node::ready`](crate::Node::ready).
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Messages to send now, in any order, before or while persisting.
+    pub messages: Vec<Message>,
+    /// State to make durable. Persist batches must complete in the order they were
+    /// handed out; after each, send its messages and call
+    /// [`Node::on_persisted`](crate::Node::on_persisted) with its `ack`.
+    pub persist: Option<Persist>,
+    /// Committed entries to apply to the state machine, in order; afterwards call
+    /// [`Node::on_applied`](crate::Node::on_applied) with the last index.
+    pub committed_entries: Vec<Entry>,
+    /// How earlier proposals ended. Each proposal is reported exactly once.
+    pub proposal_outcomes: Vec<ProposalOutcome>,
+}
+
+impl Ready {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.persist.is_none()
+            && self.committed_entries.is_empty()
+            && self.proposal_outcomes.is_empty()
+    }
+}
+
+/// One batch to make durable, atomically: the hard state (if it changed) and the
+/// entries. The entries replace any stored entries from the first one's index on.
+#[derive(Debug)]
+pub struct Persist {
+    /// The new hard state, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append; the first may overwrite a conflicting stored suffix.
+    pub entries: Vec<Entry>,
+    /// Messages that may be sent only once this batch (and every earlier one) is
+    /// durable: votes, and answers to appends.
+    pub messages: Vec<Message>,
+    /// What to hand back to [`Node::on_persisted`](crate::Node::on_persisted).
+    pub ack: PersistAck,
+}
+
+/// The acknowledgement of one [`Persist`] batch. It names exactly what became durable,
+/// so an acknowledgement for entries that a newer leader has since overwritten is
+/// recognised and ignored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PersistAck {
+    /// The hard state the batch made durable, if it carried one.
+    pub hard_state: Option<HardState>,
+    /// The last entry the batch made durable, if it carried entries.
+    pub last_entry: Option<EntryId>,
+}
+
+/// How a proposal ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ProposalOutcome {
+    /// The proposal, as returned by [`Node::propose`](crate::Node::propose).
+    pub proposal: EntryId,
+    /// Whether it is committed.
+    pub result: ProposalResult,
+}
+
+/// The two ends of a proposal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProposalResult {
+    /// Committed at the proposal's index: it will be applied.
+    Committed,
+    /// The index was taken by another leader's entry: it will never be applied.
+    Dropped,
+}

@@ -1,0 +1,270 @@
+//! The leader side of log replication (§5.3) and commitment (§5.4.2), with per-member
+//! flow control (see `progress.rs`). Keeps true: only entries of the current term are
+//! committed by counting replicas; the leader's own log counts once durable; appends
+//! to a member never exceed its in-flight window.
+
+use crate::config::Mutation;
+use crate::error::StorageError;
+use crate::message::{AppendRequest, AppendResponse, Heartbeat, MessageBody};
+use crate::node::{Node, SendAfter};
+use crate::progress::{Progress, ProgressState};
+use crate::quorum;
+use crate::status::Role;
+use crate::storage::LogStore;
+use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Term};
+
+impl<S: LogStore> Node<S> {
+    pub(crate) fn become_leader(&mut self) -> Result<(), StorageError> {
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.votes.clear();
+        self.heartbeat_elapsed_ticks = 0;
+        self.election_elapsed_ticks = 0;
+        let next = self.log.last_index().next();
+        let max_inflight = self.config.max_inflight_appends;
+        self.progress = self
+            .membership
+            .members()
+            .into_iter()
+            .map(|id| (id, Progress::new(next, max_inflight)))
+            .collect();
+        let id = self.id();
+        let persisted = self.log.persisted_index();
+        let own = self
+            .progress
+            .entry(id)
+            .or_insert_with(|| Progress::new(next, max_inflight));
+        own.match_index = persisted;
+        own.recent_active = true;
+        own.become_replicate();
+        // §8: an empty entry of the new term lets earlier terms' entries commit.
+        let index = self.log.last_index().next();
+        self.log.append(vec![Entry {
+            term: self.term,
+            index,
+            payload: EntryPayload::Empty,
+        }]);
+        self.append_pending = true;
+        Ok(())
+    }
+
+    pub(crate) fn tick_leader(&mut self) -> Result<(), StorageError> {
+        self.heartbeat_elapsed_ticks += 1;
+        self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.config.election_timeout_ticks_min {
+            self.election_elapsed_ticks = 0;
+            if self.config.check_quorum {
+                if !self.quorum_active() {
+                    // Check-quorum: cut off from a majority, this member may no longer
+                    // be the leader; stepping down stops it serving as one.
+                    self.become_follower(self.term, None);
+                    return Ok(());
+                }
+                let id = self.id();
+                for (peer, progress) in &mut self.progress {
+                    progress.recent_active = *peer == id;
+                }
+            }
+        }
+        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed_ticks = 0;
+            self.broadcast_heartbeat();
+        }
+        Ok(())
+    }
+
+    fn quorum_active(&self) -> bool {
+        let active = self
+            .progress
+            .iter()
+            .filter(|(_, p)| p.recent_active)
+            .map(|(&id, _)| id)
+            .collect();
+        quorum::is_quorum(&self.membership, &active)
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let committed = self.log.committed();
+        let beats: Vec<(NodeId, LogIndex)> = self
+            .peers()
+            .into_iter()
+            .map(|id| (id, self.progress[&id].match_index.min(committed)))
+            .collect();
+        for (id, leader_commit) in beats {
+            self.send(
+                id,
+                MessageBody::Heartbeat(Heartbeat { leader_commit }),
+                SendAfter::Now,
+            );
+        }
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id())
+            .collect()
+    }
+
+    /// Sends what proposals and commit advances since the last `ready` call for:
+    /// new entries to every member that can take them (batched, many proposals per
+    /// append), and the new commit index to everyone.
+    pub(crate) fn send_pending_appends(&mut self) -> Result<(), StorageError> {
+        let commit_pending = std::mem::take(&mut self.commit_pending);
+        let append_pending = std::mem::take(&mut self.append_pending);
+        if !commit_pending && !append_pending {
+            return Ok(());
+        }
+        for id in self.peers() {
+            if self.send_append(id, commit_pending)? {
+                while self.send_append(id, false)? {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one append to `to` if its flow control allows; with `allow_empty`, even
+    /// one without entries (to carry the commit index or probe). Returns whether sent.
+    pub(crate) fn send_append(
+        &mut self,
+        to: NodeId,
+        allow_empty: bool,
+    ) -> Result<bool, StorageError> {
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get(&to) else {
+            return Ok(false);
+        };
+        if progress.is_paused() {
+            return Ok(false);
+        }
+        let next = progress.next_index;
+        let prev_log_index = next.prev();
+        let prev_log_term = match self.log.term(prev_log_index) {
+            Ok(term) => term,
+            // The member needs entries that were compacted into a snapshot.
+            Err(StorageError::Compacted { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let entries = match self
+            .log
+            .entries(next, last_index.next(), self.config.max_append_bytes)
+        {
+            Ok(entries) => entries,
+            Err(StorageError::Compacted { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if entries.is_empty() && !allow_empty {
+            return Ok(false);
+        }
+        let last_sent = entries.last().map_or(prev_log_index, |e| e.index);
+        let progress = self.progress.get_mut(&to).expect("progress checked above");
+        progress.sent_append(last_sent, entries.len());
+        let append = AppendRequest {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.log.committed(),
+        };
+        self.send(to, MessageBody::Append(append), SendAfter::Now);
+        Ok(true)
+    }
+
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        response: AppendResponse,
+    ) -> Result<(), StorageError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return Ok(());
+        };
+        progress.recent_active = true;
+        match response {
+            AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                // Fast backtracking: skip every entry of a term the member does not
+                // have, one round trip per term rather than per entry.
+                let probe_from = if hint_term > Term(0) {
+                    self.log.find_conflict_by_term(hint_index, hint_term)?.0
+                } else {
+                    hint_index
+                };
+                let progress = self
+                    .progress
+                    .get_mut(&from)
+                    .expect("progress checked above");
+                if progress.maybe_decrease_to(rejected_index, probe_from) {
+                    if progress.state == ProgressState::Replicate {
+                        progress.become_probe();
+                    }
+                    self.send_append(from, true)?;
+                }
+            }
+            AppendResponse::Accepted { match_index } => {
+                if match_index > self.log.last_index() {
+                    return Ok(()); // Not a log this leader ever sent.
+                }
+                let was_paused = progress.is_paused();
+                if !progress.maybe_update(match_index) {
+                    return Ok(());
+                }
+                match progress.state {
+                    ProgressState::Probe => progress.become_replicate(),
+                    ProgressState::Replicate => progress.inflights.free_up_to(match_index),
+                    ProgressState::Snapshot => {}
+                }
+                if self.maybe_commit()? {
+                    self.commit_pending = true;
+                } else if was_paused {
+                    self.send_append(from, false)?;
+                }
+                while self.send_append(from, false)? {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId) -> Result<(), StorageError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return Ok(());
+        };
+        progress.recent_active = true;
+        progress.probe_sent = false;
+        if progress.state == ProgressState::Replicate && progress.inflights.is_full() {
+            progress.inflights.free_first();
+        }
+        if progress.match_index < last_index {
+            self.send_append(from, true)?;
+        }
+        Ok(())
+    }
+
+    /// §5.4.2: advances the commit index to the highest index a quorum holds, if that
+    /// entry is of the current term. Returns whether it advanced.
+    pub(crate) fn maybe_commit(&mut self) -> Result<bool, StorageError> {
+        let acked = self
+            .progress
+            .iter()
+            .map(|(&id, p)| (id, p.match_index))
+            .collect();
+        let index = quorum::committed_index(&self.membership, &acked);
+        if index <= self.log.committed() {
+            return Ok(false);
+        }
+        let current_term = self.log.term(index)? == self.term;
+        if current_term || self.config.mutation == Mutation::CommitPriorTermByCount {
+            return Ok(self.log.commit_to(index));
+        }
+        Ok(false)
+    }
+}
