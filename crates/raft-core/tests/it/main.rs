@@ -1,0 +1,7 @@
+//! raft-core's integration tests: the simulator under seeded faults, the 6.824 lab
+//! scenarios, scenario scripts, and property tests of the quorum math.
+
+#[path = "../sim/mod.rs"]
+mod sim;
+
+mod simulation;
