@@ -33,12 +33,12 @@ impl<S: LogStore> Node<S> {
             } else {
                 Campaign::Election
             };
-            self.campaign(campaign)?;
+            self.campaign_with(campaign)?;
         }
         Ok(())
     }
 
-    pub(crate) fn campaign(&mut self, campaign: Campaign) -> Result<(), StorageError> {
+    pub(crate) fn campaign_with(&mut self, campaign: Campaign) -> Result<(), StorageError> {
         if !self.membership.is_voter(self.id()) {
             return Ok(());
         }
@@ -152,7 +152,9 @@ impl<S: LogStore> Node<S> {
                 self.become_follower(self.term, None);
                 Ok(())
             }
-            VoteResult::Won if self.role == Role::PreCandidate => self.campaign(Campaign::Election),
+            VoteResult::Won if self.role == Role::PreCandidate => {
+                self.campaign_with(Campaign::Election)
+            }
             VoteResult::Won => self.become_leader(),
         }
     }

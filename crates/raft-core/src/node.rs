@@ -12,10 +12,11 @@ use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::config::Config;
+use crate::election::Campaign;
 use crate::error::{Error, StorageError};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressState};
 use crate::raft_log::RaftLog;
 use crate::ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
 use crate::status::{PeerProgress, Role, Status};
@@ -168,6 +169,36 @@ impl<S: LogStore> Node<S> {
         self.pending_proposals.insert(id.index, id.term);
         self.append_pending = true;
         Ok(id)
+    }
+
+    /// Starts an election now, as if the election timeout had passed (with a pre-vote
+    /// round first when pre-vote is on). Learners and leaders ignore it.
+    pub fn campaign(&mut self) -> Result<(), Error> {
+        self.check_failure()?;
+        if self.role == Role::Leader {
+            return Ok(());
+        }
+        let campaign = if self.config.pre_vote {
+            Campaign::PreVote
+        } else {
+            Campaign::Election
+        };
+        let result = self.campaign_with(campaign);
+        self.record(result)
+    }
+
+    /// The transport could not deliver to `peer` (its queue overflowed or the
+    /// connection failed). A leader stops streaming to it and probes instead, so no
+    /// more appends pile up behind a gap.
+    pub fn report_unreachable(&mut self, peer: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&peer)
+            && progress.state == ProgressState::Replicate
+        {
+            progress.become_probe();
+        }
     }
 
     /// The driver made a [`Persist`] durable (batches are acknowledged in the order

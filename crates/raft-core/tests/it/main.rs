@@ -4,4 +4,7 @@
 #[path = "../sim/mod.rs"]
 mod sim;
 
+mod lab;
+mod quorum;
+mod scenario;
 mod simulation;

@@ -1,0 +1,1 @@
+//! Scenario scripts in etcd raft's datadriven style (`tests/testdata/*.txt`).
