@@ -1,0 +1,11 @@
+//! Integration tests of raft-wal, one binary: behaviour through the public API on
+//! the in-memory faulty backend and on real files.
+
+mod basic;
+mod common;
+mod corruption;
+mod crash_points;
+mod model;
+mod poison;
+mod process_crash;
+mod snapshots;
