@@ -226,7 +226,9 @@ pub(crate) fn recover(
             log
         }
         None => {
-            if run_start > 0 || run_first.id > 1 || snapshot.is_some_and(|meta| meta.index > 0) {
+            // Only prepared segments: nothing was ever committed. (A snapshot may
+            // still exist: it is written before the log records its install.)
+            if run_start > 0 || run_first.id > 1 {
                 return Err(WalError::corrupt(wal_dir, 0, CorruptReason::MissingSegment));
             }
             LogIndex::new(1, 0)

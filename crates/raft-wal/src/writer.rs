@@ -178,8 +178,11 @@ impl Writer {
         for (done, _) in self.waiters.drain(..) {
             done.complete(Err(error.clone()));
         }
+        if let Some(request) = current.into() {
+            request.done.complete(Err(error.clone()));
+        }
         let poisoned = self.shared.poison_error().expect("just poisoned");
-        for request in current.into().into_iter().chain(rest) {
+        for request in rest {
             request.done.complete(Err(poisoned.clone()));
         }
         // Everything still queued fails too; later submissions see the poison.
