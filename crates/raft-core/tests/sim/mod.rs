@@ -153,6 +153,8 @@ pub struct Cluster {
     pub messages_sent: u64,
     /// Entry payload bytes carried by appends.
     pub append_bytes_sent: u64,
+    /// Messages handed to the network, by kind ([`raft_core::MessageBody::kind`]).
+    pub sent_by_kind: BTreeMap<&'static str, u64>,
 }
 
 impl Cluster {
@@ -207,6 +209,7 @@ impl Cluster {
             steps: 0,
             messages_sent: 0,
             append_bytes_sent: 0,
+            sent_by_kind: BTreeMap::new(),
         };
         for i in 0..size {
             cluster.start_node(i);
@@ -323,7 +326,12 @@ impl Cluster {
 
     /// Runs for `ticks` ticks of simulated time.
     pub fn run_ticks(&mut self, ticks: u64) {
-        let until = self.now + ticks * TICK;
+        self.run_units(ticks * TICK);
+    }
+
+    /// Runs for `units` time units (a tick is [`TICK`] units).
+    pub fn run_units(&mut self, units: u64) {
+        let until = self.now + units;
         while self
             .events
             .first_key_value()
@@ -367,6 +375,7 @@ impl Cluster {
 
     fn send(&mut self, message: Message) {
         self.messages_sent += 1;
+        *self.sent_by_kind.entry(message.body.kind()).or_default() += 1;
         if let raft_core::MessageBody::Append(append) = &message.body {
             self.append_bytes_sent += append.entries.iter().map(|e| e.size_bytes()).sum::<u64>();
         }
@@ -745,6 +754,24 @@ impl Cluster {
             self.start_node(i);
             self.drain(i);
         }
+    }
+
+    /// How many messages of `kind` ([`raft_core::MessageBody::kind`]) were sent.
+    pub fn sent_of(&self, kind: &str) -> u64 {
+        self.sent_by_kind.get(kind).copied().unwrap_or(0)
+    }
+
+    /// The match index the leader `leader` holds for member `peer` (0 if `leader`
+    /// does not lead or is down).
+    pub fn match_index_of(&self, leader: usize, peer: usize) -> LogIndex {
+        self.status(leader)
+            .and_then(|s| {
+                s.progress
+                    .iter()
+                    .find(|p| p.id == NodeId(peer as u64 + 1))
+                    .map(|p| p.match_index)
+            })
+            .unwrap_or_default()
     }
 
     /// Whether node `i` is running.
