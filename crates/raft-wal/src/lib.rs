@@ -28,6 +28,7 @@ mod completion;
 mod error;
 mod format;
 mod index;
+mod preparer;
 mod recovery;
 mod scan;
 mod shared;

@@ -13,11 +13,12 @@ use crate::completion::{self, Completion};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordKind};
 use crate::index::Location;
+use crate::preparer;
 use crate::recovery;
 use crate::shared::{Operation, Request, SegmentFile, Shared};
 use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter};
 use crate::storage::{LockGuard, RealStorage, Storage};
-use crate::writer::{self, Writer};
+use crate::writer::Writer;
 use crate::{AppendUnit, Appended, Entry, HardState, SegmentPreparation, WalOptions};
 
 /// Smallest accepted segment size.
@@ -126,7 +127,7 @@ impl Wal {
                 }
                 let shared = Arc::clone(&shared);
                 Some(spawn("raft-wal-preparer", move || {
-                    writer::run_preparer(shared)
+                    preparer::run_preparer(shared)
                 })?)
             }
             SegmentPreparation::Inline => None,

@@ -15,6 +15,7 @@ use crate::format::{
     SegmentHeader,
 };
 use crate::index::{Change, Location};
+use crate::preparer::delete_segments;
 use crate::recovery::ActiveSegment;
 use crate::shared::{Operation, Request, SegmentFile, SegmentSlot, Shared, prepare_segment};
 use crate::{Appended, HardState, SegmentPreparation};
@@ -87,6 +88,7 @@ impl Writer {
 
     /// Runs until the queue is closed and drained.
     pub(crate) fn run(mut self) {
+        let _guard = WriterExit(Arc::clone(&self.shared));
         let mut batch = Vec::new();
         loop {
             {
@@ -677,62 +679,22 @@ fn encoded_size(operation: &Operation, plan: &Plan) -> usize {
     }
 }
 
-/// Removes segment files oldest first, then syncs the directory.
-pub(crate) fn delete_segments(shared: &Shared, paths: &[std::path::PathBuf]) -> Result<()> {
-    for path in paths {
-        shared
-            .storage
-            .remove_file(path)
-            .map_err(|error| WalError::io(path, error))?;
-    }
-    shared
-        .storage
-        .sync_dir(&shared.wal_dir)
-        .map_err(|error| WalError::io(&shared.wal_dir, error))
-}
+/// Runs when the writer thread ends, normally or by panic: nothing queued may wait
+/// forever, and a writer that died mid-group leaves the log poisoned.
+struct WriterExit(Arc<Shared>);
 
-/// The preparer thread: prepares the next segment ahead of time and deletes
-/// compacted segments, off the commit path.
-pub(crate) fn run_preparer(shared: Arc<Shared>) {
-    loop {
-        let (wanted, deletions) = {
-            let mut state = shared.preparer();
-            loop {
-                let wanted = if state.ready.is_none() && !state.closed {
-                    state.wanted.take()
-                } else {
-                    None
-                };
-                let deletions = std::mem::take(&mut state.deletions);
-                if wanted.is_some() || !deletions.is_empty() {
-                    break (wanted, deletions);
-                }
-                if state.closed {
-                    return;
-                }
-                state = shared
-                    .preparer_ready
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        if !deletions.is_empty()
-            && let Err(error) = delete_segments(&shared, &deletions)
-        {
-            shared.poison_with(&error);
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poison_with(&WalError::Closed);
         }
-        if let Some(id) = wanted {
-            let prepared = prepare_segment(
-                shared.storage.as_ref(),
-                &shared.wal_dir,
-                id,
-                shared.segment_size_bytes,
-            );
-            if let Err(error) = &prepared {
-                shared.poison_with(error);
-            }
-            shared.preparer().ready = Some(prepared);
-            shared.preparer_ready.notify_all();
+        let pending = {
+            let mut queue = self.0.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.requests)
+        };
+        for request in pending {
+            request.done.complete(Err(WalError::Closed));
         }
     }
 }
