@@ -152,8 +152,19 @@ impl Transport {
     /// Enqueues `message` for `message.to` and returns at once. Appends go on the
     /// peer's append stream, everything else on its control stream. If the peer's
     /// queue is full the message is dropped, counted, `Unreachable` is reported, and
-    /// `QueueFull` returned; a peer outside the membership gives `UnknownPeer`.
+    /// `QueueFull` returned; a peer outside the membership gives `UnknownPeer`, and a
+    /// message not from this member `Misaddressed`.
     pub fn send(&self, message: Message) -> Result<(), TransportError> {
+        let local = self.shared().local_id;
+        if message.from != local {
+            // The receiver would close the stream for it: refuse it here instead.
+            return Err(TransportError::Misaddressed {
+                from: message.from,
+                to: message.to,
+                peer: message.to,
+                local,
+            });
+        }
         let peer = self.shared().peer(message.to)?;
         peer.enqueue(self.shared(), message)
     }

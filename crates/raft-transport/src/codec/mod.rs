@@ -150,6 +150,16 @@ pub(crate) fn check_version(version: u8) -> Result<(), TransportError> {
     }
 }
 
+/// Encodes `messages` as consecutive frames, the inverse of [`decode_all`] (the
+/// encoding is canonical: decoding then encoding gives back the same bytes).
+pub fn encode_all(messages: &[Message]) -> Result<Vec<u8>, TransportError> {
+    let mut out = BytesMut::new();
+    for message in messages {
+        encode_message(message, &mut out)?;
+    }
+    Ok(out.to_vec())
+}
+
 /// Decodes every frame in `data` as a message, stopping at the first error; for the
 /// fuzz target and tests. Returns the messages decoded.
 pub fn decode_all(data: &[u8], max_frame_bytes: u32) -> Result<Vec<Message>, TransportError> {

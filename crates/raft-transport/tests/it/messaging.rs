@@ -172,6 +172,11 @@ async fn a_full_queue_drops_and_reports_unreachable() {
         cluster.transport(1).send(heartbeat(1, 9, 0)),
         Err(TransportError::UnknownPeer { peer: NodeId(9) })
     ));
+    // Only this member's own messages are sent.
+    assert!(matches!(
+        cluster.transport(1).send(heartbeat(3, 2, 0)),
+        Err(TransportError::Misaddressed { .. })
+    ));
     // The ~90 drops were reported once, not once each.
     assert!(cluster.events(1).try_recv().is_err());
 }
