@@ -106,6 +106,15 @@ pub(crate) struct PreparerState {
     pub(crate) closed: bool,
 }
 
+/// Durable groups whose waiters the acknowledger thread is to wake, in order.
+#[derive(Default)]
+pub(crate) struct Acknowledgements {
+    pub(crate) batches: Vec<Vec<(Completer<Appended>, Appended)>>,
+    /// The acknowledger is waking a batch it took.
+    pub(crate) busy: bool,
+    pub(crate) closed: bool,
+}
+
 /// Counters since open.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -130,6 +139,8 @@ pub(crate) struct Shared {
     poison: Mutex<Option<Arc<WalError>>>,
     pub(crate) snapshot: Mutex<Option<SnapshotMeta>>,
     pub(crate) counters: Counters,
+    pub(crate) acks: Mutex<Acknowledgements>,
+    pub(crate) acks_ready: Condvar,
 }
 
 impl Shared {
@@ -158,6 +169,8 @@ impl Shared {
             poison: Mutex::new(None),
             snapshot: Mutex::new(snapshot),
             counters: Counters::default(),
+            acks: Mutex::new(Acknowledgements::default()),
+            acks_ready: Condvar::new(),
         }
     }
 
@@ -175,6 +188,10 @@ impl Shared {
 
     pub(crate) fn preparer(&self) -> MutexGuard<'_, PreparerState> {
         self.preparer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn acks(&self) -> MutexGuard<'_, Acknowledgements> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn snapshot(&self) -> MutexGuard<'_, Option<SnapshotMeta>> {

@@ -18,7 +18,7 @@ use crate::recovery;
 use crate::shared::{Operation, Request, SegmentFile, Shared};
 use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter};
 use crate::storage::{LockGuard, RealStorage, Storage};
-use crate::writer::Writer;
+use crate::writer::{self, Writer};
 use crate::{AppendUnit, Appended, Entry, HardState, SegmentPreparation, WalOptions};
 
 /// Smallest accepted segment size.
@@ -46,6 +46,7 @@ pub struct Wal {
     data_dir: PathBuf,
     writer: Option<JoinHandle<()>>,
     preparer: Option<JoinHandle<()>>,
+    acknowledger: Option<JoinHandle<()>>,
     _lock: LockGuard,
 }
 
@@ -138,12 +139,19 @@ impl Wal {
             recovered.next_segment_id,
             prepared,
         );
+        let acknowledger = {
+            let shared = Arc::clone(&shared);
+            Some(spawn("raft-wal-acknowledger", move || {
+                writer::run_acknowledger(shared)
+            })?)
+        };
         let writer = Some(spawn("raft-wal-writer", move || writer.run())?);
         Ok(Wal {
             shared,
             data_dir,
             writer,
             preparer,
+            acknowledger,
             _lock: lock,
         })
     }
@@ -370,6 +378,11 @@ impl Drop for Wal {
         self.shared.queue_ready.notify_all();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        self.shared.acks().closed = true;
+        self.shared.acks_ready.notify_all();
+        if let Some(acknowledger) = self.acknowledger.take() {
+            let _ = acknowledger.join();
         }
         self.shared.preparer().closed = true;
         self.shared.preparer_ready.notify_all();
