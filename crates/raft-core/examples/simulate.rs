@@ -58,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
                 args.mutation = match it.next().as_deref() {
                     Some("commit-prior-term") => Mutation::CommitPriorTermByCount,
                     Some("vote-without-log-check") => Mutation::VoteWithoutLogCheck,
+                    Some("read-without-quorum") => Mutation::ReadWithoutQuorum,
                     other => return Err(format!("unknown mutation {other:?}")),
                 }
             }
@@ -81,12 +82,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mut failures, mut steps, mut committed) = (0u64, 0u64, 0usize);
+    let (mut failures, mut steps, mut committed, mut reads) = (0u64, 0u64, 0usize, 0u64);
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or([3, 5, 7][(seed % 3) as usize]);
         let report = sim::run_seed(nodes, seed, args.ticks, args.mutation);
         steps += report.steps;
         committed += report.committed;
+        reads += report.reads_served;
         if args.verbose {
             println!(
                 "seed={seed} nodes={nodes} steps={} committed={}",
@@ -106,7 +108,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed}",
+        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed} reads_served={reads}",
         args.seeds
     );
     if failures > 0 {

@@ -52,6 +52,8 @@ pub enum Mutation {
     CommitPriorTermByCount,
     /// Grant votes without the up-to-date check (breaks §5.4.1).
     VoteWithoutLogCheck,
+    /// Serve ReadIndex reads at once, without the quorum round (breaks §6.4).
+    ReadWithoutQuorum,
 }
 
 impl Config {

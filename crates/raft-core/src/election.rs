@@ -21,6 +21,9 @@ pub(crate) enum Campaign {
     PreVote,
     /// Raise the term and ask for votes.
     Election,
+    /// Like `Election`, but asked for by the leader: skips pre-vote, and voters answer
+    /// even inside a leader lease.
+    Transfer,
 }
 
 impl<S: LogStore> Node<S> {
@@ -66,14 +69,20 @@ impl<S: LogStore> Node<S> {
                     self.send_with_term(voter, term, MessageBody::PreVote(request), SendAfter::Now);
                 }
             }
-            Campaign::Election => {
+            Campaign::Election | Campaign::Transfer => {
                 self.role = Role::Candidate;
                 self.term = self.term.next();
                 self.vote = Some(self.id());
+                self.abandon_forwarded_reads();
                 // The vote for itself counts once durable (see `on_persisted`); the
                 // requests leave only after it is, too.
                 for voter in voters {
-                    self.send(voter, MessageBody::Vote(request), SendAfter::Persist);
+                    let body = if campaign == Campaign::Transfer {
+                        MessageBody::TransferVote(request)
+                    } else {
+                        MessageBody::Vote(request)
+                    };
+                    self.send(voter, body, SendAfter::Persist);
                 }
             }
         }
@@ -209,9 +218,24 @@ impl<S: LogStore> Node<S> {
     }
 
     pub(crate) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
-        self.follow(from);
-        self.log.commit_to(heartbeat.leader_commit);
+        self.follow_heartbeat(from, heartbeat.leader_commit);
         self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+    }
+
+    /// A (read) heartbeat from the leader: it carries a commit index this member is
+    /// known to hold.
+    pub(crate) fn follow_heartbeat(&mut self, from: NodeId, leader_commit: crate::types::LogIndex) {
+        self.follow(from);
+        self.log.commit_to(leader_commit);
+    }
+
+    /// The leader asks this member to take over (leader transfer).
+    pub(crate) fn handle_timeout_now(&mut self, from: NodeId) -> Result<(), StorageError> {
+        if self.leader != Some(from) && self.role == Role::Follower {
+            // Only the current leader may hand over; anything else is stale.
+            return Ok(());
+        }
+        self.campaign_with(Campaign::Transfer)
     }
 
     /// A message from the leader of the current term arrived.

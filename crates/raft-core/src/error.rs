@@ -14,6 +14,22 @@ pub enum Error {
         /// The leader this member knows of, if any.
         leader: Option<NodeId>,
     },
+    /// A lease read was asked for while check-quorum is off: without it a leader
+    /// cannot know it still leads.
+    #[error("lease reads need check_quorum")]
+    LeaseReadWithoutCheckQuorum,
+    /// The leader is handing leadership to `to` and takes no proposals meanwhile.
+    #[error("leadership transfer to {to} in progress")]
+    TransferInProgress {
+        /// The member taking over.
+        to: NodeId,
+    },
+    /// Leadership can only be transferred to another voter.
+    #[error("member {to} cannot take over leadership (not a voter)")]
+    InvalidTransferTarget {
+        /// The member asked for.
+        to: NodeId,
+    },
     /// The configuration is invalid.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {

@@ -83,6 +83,7 @@ mod node;
 mod progress;
 pub mod quorum;
 mod raft_log;
+mod read_only;
 mod ready;
 mod replication;
 mod status;
@@ -93,10 +94,12 @@ pub use config::{Config, Mutation};
 pub use error::{Error, StorageError};
 pub use membership::Membership;
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, ReadHeartbeat,
+    ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, VoteRequest, VoteResponse,
 };
 pub use node::Node;
 pub use progress::ProgressState;
+pub use read_only::{ReadMode, ReadState};
 pub use ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
 pub use status::{PeerProgress, Role, Status};
 pub use storage::{HardState, InitialState, LogStore, MemoryLogStore};

@@ -38,6 +38,23 @@ pub enum MessageBody {
     Heartbeat(Heartbeat),
     /// The answer to a heartbeat.
     HeartbeatResponse,
+    /// A heartbeat that also confirms leadership for pending ReadIndex reads (§6.4):
+    /// each answer names the sequence it answers, so only answers sent after a read
+    /// arrived count toward that read's quorum.
+    ReadHeartbeat(ReadHeartbeat),
+    /// The answer to a read heartbeat.
+    ReadHeartbeatResponse(ReadHeartbeatResponse),
+    /// A follower asks the leader for a read index on behalf of one of its clients.
+    ReadIndex(ReadIndexRequest),
+    /// The leader's answer: the read may be served once the follower applied `index`.
+    ReadIndexResponse(ReadIndexResponse),
+    /// Leader transfer (§3.10 of Ongaro's thesis): the leader tells an up-to-date
+    /// member to start an election at once.
+    TimeoutNow,
+    /// A vote request from a member that the leader told to take over (after
+    /// `TimeoutNow`). Answered like [`MessageBody::Vote`], but even by members that
+    /// heard from the leader within the election timeout: the leader asked for it.
+    TransferVote(VoteRequest),
 }
 
 impl MessageBody {
@@ -52,6 +69,12 @@ impl MessageBody {
             MessageBody::AppendResponse(_) => "append_response",
             MessageBody::Heartbeat(_) => "heartbeat",
             MessageBody::HeartbeatResponse => "heartbeat_response",
+            MessageBody::ReadHeartbeat(_) => "read_heartbeat",
+            MessageBody::ReadHeartbeatResponse(_) => "read_heartbeat_response",
+            MessageBody::ReadIndex(_) => "read_index",
+            MessageBody::ReadIndexResponse(_) => "read_index_response",
+            MessageBody::TimeoutNow => "timeout_now",
+            MessageBody::TransferVote(_) => "transfer_vote",
         }
     }
 }
@@ -113,4 +136,37 @@ pub enum AppendResponse {
 pub struct Heartbeat {
     /// The leader's commit index, capped at what the follower is known to hold.
     pub leader_commit: LogIndex,
+}
+
+/// A heartbeat carrying a read-confirmation sequence number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadHeartbeat {
+    /// The leader's commit index, capped at what the follower is known to hold.
+    pub leader_commit: LogIndex,
+    /// The leader's read sequence number at the time of sending.
+    pub sequence: u64,
+}
+
+/// The answer to a [`ReadHeartbeat`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadHeartbeatResponse {
+    /// The sequence number of the heartbeat answered.
+    pub sequence: u64,
+}
+
+/// A follower's request for a read index.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadIndexRequest {
+    /// The follower's id for the request, echoed in the answer.
+    pub request_id: u64,
+}
+
+/// The leader's answer to a [`ReadIndexRequest`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadIndexResponse {
+    /// The follower's id for the request.
+    pub request_id: u64,
+    /// The read index, or `None` if the leader could not serve the read (it is
+    /// transferring leadership or stepped down); the follower retries.
+    pub index: Option<LogIndex>,
 }

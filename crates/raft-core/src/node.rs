@@ -15,9 +15,10 @@ use crate::config::Config;
 use crate::election::Campaign;
 use crate::error::{Error, StorageError};
 use crate::membership::Membership;
-use crate::message::{Message, MessageBody};
+use crate::message::{Message, MessageBody, ReadHeartbeatResponse};
 use crate::progress::{Progress, ProgressState};
 use crate::raft_log::RaftLog;
+use crate::read_only::{ReadOnly, ReadState};
 use crate::ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
 use crate::status::{PeerProgress, Role, Status};
 use crate::storage::{HardState, LogStore};
@@ -51,6 +52,13 @@ pub struct Node<S: LogStore> {
     /// On a leader: the commit index advanced; tell every follower.
     pub(crate) commit_pending: bool,
     failure: Option<StorageError>,
+    pub(crate) read_only: ReadOnly,
+    pub(crate) read_states: Vec<ReadState>,
+    /// On a leader: the member it is handing leadership to, and for how long.
+    pub(crate) transfer_target: Option<NodeId>,
+    pub(crate) transfer_elapsed_ticks: u32,
+    /// On a leader: ticks since it took office (the clock of lease reads).
+    pub(crate) leader_ticks: u64,
 }
 
 /// Whom a message must wait for.
@@ -91,6 +99,11 @@ impl<S: LogStore> Node<S> {
             append_pending: false,
             commit_pending: false,
             failure: None,
+            read_only: ReadOnly::default(),
+            read_states: Vec::new(),
+            transfer_target: None,
+            transfer_elapsed_ticks: 0,
+            leader_ticks: 0,
             config,
         };
         node.reset_election_timer();
@@ -156,6 +169,9 @@ impl<S: LogStore> Node<S> {
             return Err(Error::NotLeader {
                 leader: self.leader,
             });
+        }
+        if let Some(to) = self.transfer_target {
+            return Err(Error::TransferInProgress { to });
         }
         let id = EntryId {
             term: self.term,
@@ -251,6 +267,8 @@ impl<S: LogStore> Node<S> {
                 .pending_proposals
                 .first_key_value()
                 .is_some_and(|(&i, _)| i <= self.log.committed())
+            || !self.read_states.is_empty()
+            || (self.role == Role::Leader && self.reads_to_flush())
     }
 
     /// Hands out everything the driver must do now. See [`Ready`].
@@ -294,6 +312,7 @@ impl<S: LogStore> Node<S> {
 
     fn ready_inner(&mut self) -> Result<Ready, StorageError> {
         if self.role == Role::Leader {
+            self.flush_reads()?;
             self.send_pending_appends()?;
         }
         let mut proposal_outcomes = Vec::new();
@@ -345,6 +364,7 @@ impl<S: LogStore> Node<S> {
             persist,
             committed_entries,
             proposal_outcomes,
+            read_states: std::mem::take(&mut self.read_states),
         })
     }
 
@@ -368,6 +388,7 @@ impl<S: LogStore> Node<S> {
             from, term, body, ..
         } = message;
         if term > self.term {
+            // A transfer vote was asked for by the leader itself: no lease applies.
             let is_vote_request = matches!(body, MessageBody::PreVote(_) | MessageBody::Vote(_));
             if is_vote_request && self.in_leader_lease() {
                 // §9.6 / check-quorum: a member that heard from a leader within the
@@ -379,14 +400,16 @@ impl<S: LogStore> Node<S> {
                 MessageBody::PreVote(_) => {}
                 // A granted pre-vote carries the term this member would campaign in.
                 MessageBody::PreVoteResponse(response) if response.granted => {}
-                MessageBody::Append(_) | MessageBody::Heartbeat(_) => {
-                    self.become_follower(term, Some(from))
-                }
+                MessageBody::Append(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::ReadHeartbeat(_) => self.become_follower(term, Some(from)),
                 _ => self.become_follower(term, None),
             }
         } else if term < self.term {
             match body {
-                MessageBody::Append(_) | MessageBody::Heartbeat(_)
+                MessageBody::Append(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::ReadHeartbeat(_)
                     if self.config.check_quorum || self.config.pre_vote =>
                 {
                     // A stale leader cut off by pre-vote or check-quorum would never
@@ -422,6 +445,32 @@ impl<S: LogStore> Node<S> {
                 Ok(())
             }
             MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
+            MessageBody::ReadHeartbeat(heartbeat) => {
+                self.follow_heartbeat(from, heartbeat.leader_commit);
+                let response = ReadHeartbeatResponse {
+                    sequence: heartbeat.sequence,
+                };
+                self.send(
+                    from,
+                    MessageBody::ReadHeartbeatResponse(response),
+                    SendAfter::Now,
+                );
+                Ok(())
+            }
+            MessageBody::ReadHeartbeatResponse(response) => {
+                self.handle_read_heartbeat_response(from, response.sequence)
+            }
+            MessageBody::ReadIndex(request) => {
+                self.handle_read_index_request(from, request.request_id)
+            }
+            MessageBody::ReadIndexResponse(response) => {
+                self.handle_read_index_response(response);
+                Ok(())
+            }
+            MessageBody::TimeoutNow => self.handle_timeout_now(from),
+            MessageBody::TransferVote(request) => {
+                self.handle_vote_request(from, term, request, false)
+            }
         }
     }
 
@@ -457,9 +506,14 @@ impl<S: LogStore> Node<S> {
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role == Role::Leader {
+            self.abandon_reads();
+        }
+        self.transfer_target = None;
         if term > self.term {
             self.term = term;
             self.vote = None;
+            self.abandon_forwarded_reads();
         }
         self.role = Role::Follower;
         self.leader = leader;
@@ -486,7 +540,7 @@ impl<S: LogStore> Node<S> {
 
     /// A store failure other than a compacted or missing index leaves the node unable
     /// to continue safely: it refuses all further work.
-    fn record<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
+    pub(crate) fn record<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
         result.map_err(|e| {
             self.failure = Some(e.clone());
             Error::Storage(e)

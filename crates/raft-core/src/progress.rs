@@ -34,6 +34,8 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// Whether the member was heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
+    /// The leader's tick count when the member was last heard from (lease reads).
+    pub(crate) last_heard_tick: Option<u64>,
     /// In `Replicate`, the last index of each unacknowledged append, oldest first.
     pub(crate) inflights: Inflights,
 }
@@ -46,6 +48,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             recent_active: false,
+            last_heard_tick: None,
             inflights: Inflights::new(max_inflight),
         }
     }

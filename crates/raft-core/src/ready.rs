@@ -3,6 +3,7 @@
 //! how proposals ended.
 
 use crate::message::Message;
+use crate::read_only::ReadState;
 use crate::storage::HardState;
 use crate::types::{Entry, EntryId};
 
@@ -20,6 +21,8 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// How earlier proposals ended. Each proposal is reported exactly once.
     pub proposal_outcomes: Vec<ProposalOutcome>,
+    /// Answers to [`Node::read_index`](crate::Node::read_index) requests.
+    pub read_states: Vec<ReadState>,
 }
 
 impl Ready {
@@ -29,6 +32,7 @@ impl Ready {
             && self.persist.is_none()
             && self.committed_entries.is_empty()
             && self.proposal_outcomes.is_empty()
+            && self.read_states.is_empty()
     }
 }
 

@@ -20,6 +20,8 @@ impl<S: LogStore> Node<S> {
         self.votes.clear();
         self.heartbeat_elapsed_ticks = 0;
         self.election_elapsed_ticks = 0;
+        self.leader_ticks = 0;
+        self.transfer_target = None;
         let next = self.log.last_index().next();
         let max_inflight = self.config.max_inflight_appends;
         self.progress = self
@@ -36,6 +38,7 @@ impl<S: LogStore> Node<S> {
             .or_insert_with(|| Progress::new(next, max_inflight));
         own.match_index = persisted;
         own.recent_active = true;
+        own.last_heard_tick = Some(0);
         own.become_replicate();
         // §8: an empty entry of the new term lets earlier terms' entries commit.
         let index = self.log.last_index().next();
@@ -49,7 +52,16 @@ impl<S: LogStore> Node<S> {
     }
 
     pub(crate) fn tick_leader(&mut self) -> Result<(), StorageError> {
+        self.leader_ticks += 1;
         self.heartbeat_elapsed_ticks += 1;
+        if self.transfer_target.is_some() {
+            self.transfer_elapsed_ticks += 1;
+            if self.transfer_elapsed_ticks >= self.config.election_timeout_ticks_min {
+                // §3.10: a transfer that has not completed within an election timeout
+                // is abandoned and the leader takes proposals again.
+                self.transfer_target = None;
+            }
+        }
         self.election_elapsed_ticks += 1;
         if self.election_elapsed_ticks >= self.config.election_timeout_ticks_min {
             self.election_elapsed_ticks = 0;
@@ -182,6 +194,7 @@ impl<S: LogStore> Node<S> {
             return Ok(());
         };
         progress.recent_active = true;
+        progress.last_heard_tick = Some(self.leader_ticks);
         match response {
             AppendResponse::Rejected {
                 rejected_index,
@@ -222,9 +235,14 @@ impl<S: LogStore> Node<S> {
                 if self.maybe_commit()? {
                     self.commit_pending = true;
                 } else if was_paused {
-                    self.send_append(from, false)?;
+                    // The member was waiting (a probe answered): tell it the commit
+                    // index now rather than at the next heartbeat.
+                    self.send_append(from, true)?;
                 }
                 while self.send_append(from, false)? {}
+                if self.transfer_target == Some(from) && match_index == self.log.last_index() {
+                    self.send(from, MessageBody::TimeoutNow, SendAfter::Now);
+                }
             }
         }
         Ok(())
@@ -239,6 +257,7 @@ impl<S: LogStore> Node<S> {
             return Ok(());
         };
         progress.recent_active = true;
+        progress.last_heard_tick = Some(self.leader_ticks);
         progress.probe_sent = false;
         if progress.state == ProgressState::Replicate && progress.inflights.is_full() {
             progress.inflights.free_first();
@@ -266,5 +285,45 @@ impl<S: LogStore> Node<S> {
             return Ok(self.log.commit_to(index));
         }
         Ok(false)
+    }
+}
+
+impl<S: LogStore> Node<S> {
+    /// Hands leadership to the voter `to` (§3.10 of Ongaro's thesis): brings it up to
+    /// date, then tells it to campaign at once. Proposals are refused until the
+    /// transfer completes or is abandoned after an election timeout.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), crate::Error> {
+        if self.role != Role::Leader {
+            return Err(crate::Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if to == self.id() {
+            return Ok(());
+        }
+        if !self.membership.is_voter(to) || !self.progress.contains_key(&to) {
+            return Err(crate::Error::InvalidTransferTarget { to });
+        }
+        self.transfer_target = Some(to);
+        self.transfer_elapsed_ticks = 0;
+        // A transfer does not let a stale lease serve reads meanwhile.
+        if self.progress[&to].match_index == self.log.last_index() {
+            self.send(to, MessageBody::TimeoutNow, SendAfter::Now);
+            Ok(())
+        } else {
+            let result = self.send_append(to, true);
+            self.record(result).map(|_| ())
+        }
+    }
+
+    /// The member leadership is being handed to, if a transfer is in progress.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer_target
+    }
+
+    /// Whether reads are waiting to be started or confirmed at the next `ready`.
+    pub(crate) fn reads_to_flush(&self) -> bool {
+        self.read_only_has_broadcast()
+            || (self.read_only_waiting() && self.committed_in_current_term().unwrap_or(false))
     }
 }

@@ -6,5 +6,6 @@ mod sim;
 
 mod lab;
 mod quorum;
+mod reads;
 mod scenario;
 mod simulation;

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use raft_core::{
     Config, Entry, EntryId, EntryPayload, LogIndex, LogStore, Membership, MemoryLogStore, Message,
-    Mutation, Node, NodeId, Persist, ProposalResult, Role, Term,
+    Mutation, Node, NodeId, Persist, ProposalResult, ReadMode, ReadState, Role, Term,
 };
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -48,6 +48,10 @@ pub struct Faults {
     pub restart_per_mille: u64,
     /// Per tick: chance of a burst of client proposals.
     pub propose_per_mille: u64,
+    /// Per tick: chance of a burst of linearizable reads at random members.
+    pub read_per_mille: u64,
+    /// Per tick: chance the leader is asked to hand leadership to a random voter.
+    pub transfer_per_mille: u64,
 }
 
 impl Faults {
@@ -65,6 +69,8 @@ impl Faults {
             crash_per_mille: 0,
             restart_per_mille: 0,
             propose_per_mille: 0,
+            read_per_mille: 0,
+            transfer_per_mille: 0,
         }
     }
 
@@ -82,6 +88,8 @@ impl Faults {
             crash_per_mille: 8,
             restart_per_mille: 40,
             propose_per_mille: 300,
+            read_per_mille: 200,
+            transfer_per_mille: 10,
         }
     }
 
@@ -138,6 +146,7 @@ pub struct Cluster {
     cut: BTreeSet<(usize, usize)>,
     chaos: bool,
     mutation: Mutation,
+    tune: fn(&mut Config),
     // Invariant state.
     leaders: BTreeMap<Term, NodeId>,
     entry_ids: BTreeMap<(LogIndex, Term), (Term, EntryPayload)>,
@@ -145,6 +154,14 @@ pub struct Cluster {
     applied: Vec<Entry>,
     proposals: BTreeMap<EntryId, ProposalState>,
     next_command: u64,
+    /// The highest index of a proposal acknowledged committed so far.
+    acknowledged_index: LogIndex,
+    /// Reads in flight: request id to (member, highest acknowledged index at start).
+    reads: BTreeMap<u64, (usize, LogIndex)>,
+    next_read: u64,
+    /// Reads answered with an index, and answered with "retry".
+    pub reads_served: u64,
+    pub reads_retried: u64,
     /// Every violation found, in order. Empty means the run was safe.
     pub violations: Vec<String>,
     /// Events processed.
@@ -165,6 +182,17 @@ impl Cluster {
 
     /// Like [`Cluster::new`], with a deliberately broken rule in every node.
     pub fn with_mutation(size: usize, seed: u64, mutation: Mutation) -> Cluster {
+        Cluster::with_tuning(size, seed, mutation, |_| {})
+    }
+
+    /// Like [`Cluster::with_mutation`], with `tune` applied to every member's
+    /// configuration (at every start).
+    pub fn with_tuning(
+        size: usize,
+        seed: u64,
+        mutation: Mutation,
+        tune: fn(&mut Config),
+    ) -> Cluster {
         let membership = Membership::with_voters((1..=size as u64).map(NodeId));
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut nodes = Vec::new();
@@ -199,12 +227,18 @@ impl Cluster {
             cut: BTreeSet::new(),
             chaos: false,
             mutation,
+            tune,
             leaders: BTreeMap::new(),
             entry_ids: BTreeMap::new(),
             committed: Vec::new(),
             applied: Vec::new(),
             proposals: BTreeMap::new(),
             next_command: 0,
+            acknowledged_index: LogIndex(0),
+            reads: BTreeMap::new(),
+            next_read: 0,
+            reads_served: 0,
+            reads_retried: 0,
             violations: Vec::new(),
             steps: 0,
             messages_sent: 0,
@@ -230,6 +264,7 @@ impl Cluster {
             .wrapping_mul(1_000_003)
             .wrapping_add(sim.id.0 * 7919 + sim.incarnation);
         config.mutation = self.mutation;
+        (self.tune)(&mut config);
         config.max_inflight_appends = 16;
         config.max_append_bytes = 4096;
         let node = Node::new(config, sim.store.clone()).expect("valid configuration");
@@ -439,6 +474,9 @@ impl Cluster {
             for outcome in ready.proposal_outcomes {
                 self.record_outcome(i, outcome.proposal, outcome.result);
             }
+            for read in ready.read_states {
+                self.record_read(i, read);
+            }
         }
     }
 
@@ -577,6 +615,7 @@ impl Cluster {
             .map(|e| e.term == proposal.term && e.payload == EntryPayload::Command(data.clone()));
         match (result, committed_here) {
             (ProposalResult::Committed, Some(true)) => {
+                self.acknowledged_index = self.acknowledged_index.max(proposal.index);
                 self.proposals.insert(proposal, ProposalState::Committed(data));
             }
             (ProposalResult::Dropped, Some(false)) => {
@@ -586,6 +625,65 @@ impl Cluster {
                 "proposal {proposal:?} reported {result:?} but the committed entry says {committed_here:?}"
             )),
         }
+    }
+
+    /// Asks node `i` for a read index; returns the request id if it was accepted.
+    pub fn read(&mut self, i: usize, mode: ReadMode) -> Option<u64> {
+        self.next_read += 1;
+        let request_id = self.next_read;
+        let node = self.nodes[i].node.as_mut()?;
+        node.read_index(request_id, mode).ok()?;
+        self.reads.insert(request_id, (i, self.acknowledged_index));
+        self.drain(i);
+        self.check_invariants();
+        Some(request_id)
+    }
+
+    /// Linearizable reads: a read index covers every write acknowledged before the
+    /// read began, and is itself committed.
+    fn record_read(&mut self, i: usize, read: ReadState) {
+        let Some((member, acknowledged_at_start)) = self.reads.remove(&read.request_id) else {
+            self.violation(format!(
+                "node {} answered unknown or already answered read {}",
+                i + 1,
+                read.request_id
+            ));
+            return;
+        };
+        if member != i {
+            self.violation(format!(
+                "read {} of node {} answered on node {}",
+                read.request_id,
+                member + 1,
+                i + 1
+            ));
+        }
+        match read.index {
+            None => self.reads_retried += 1,
+            Some(index) => {
+                self.reads_served += 1;
+                if index < acknowledged_at_start {
+                    self.violation(format!(
+                        "stale read: node {} read at index {index} but write {acknowledged_at_start} was acknowledged before the read began",
+                        i + 1
+                    ));
+                }
+                if index.0 as usize > self.committed.len() {
+                    self.violation(format!("node {} read at uncommitted index {index}", i + 1));
+                }
+            }
+        }
+    }
+
+    /// Asks the leader `i` to hand leadership to member `to`.
+    pub fn transfer(&mut self, i: usize, to: usize) -> bool {
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return false;
+        };
+        let ok = node.transfer_leadership(NodeId(to as u64 + 1)).is_ok();
+        self.drain(i);
+        self.check_invariants();
+        ok
     }
 
     fn violation(&mut self, message: String) {
@@ -697,6 +795,24 @@ impl Cluster {
             if self.nodes[a].node.is_none() && self.chance(self.faults.restart_per_mille) {
                 self.restart(a);
             }
+        }
+        if self.chance(self.faults.read_per_mille) {
+            let burst = self.range(1, 4);
+            for _ in 0..burst {
+                let a = self.range(0, n as u64 - 1) as usize;
+                let mode = if self.chance(300) {
+                    ReadMode::Lease
+                } else {
+                    ReadMode::Quorum
+                };
+                self.read(a, mode);
+            }
+        }
+        if self.chance(self.faults.transfer_per_mille)
+            && let Some(leader) = self.leader()
+        {
+            let to = self.range(0, n as u64 - 1) as usize;
+            self.transfer(leader, to);
         }
         if self.chance(self.faults.propose_per_mille) {
             let burst = self.range(1, 8);
@@ -1047,6 +1163,7 @@ impl Cluster {
 pub struct RunReport {
     pub steps: u64,
     pub committed: usize,
+    pub reads_served: u64,
     pub violations: Vec<String>,
 }
 
@@ -1065,6 +1182,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
         RunReport {
             steps: cluster.steps,
             committed: cluster.committed_proposals(),
+            reads_served: cluster.reads_served,
             violations: cluster.violations,
         }
     });
@@ -1077,6 +1195,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
         RunReport {
             steps: 0,
             committed: 0,
+            reads_served: 0,
             violations: vec![format!("panic: {message}")],
         }
     })

@@ -1,0 +1,311 @@
+//! Linearizable reads without writing to the log (§6.4 of the paper, §6.4 of Ongaro's
+//! thesis): ReadIndex confirms leadership with one heartbeat round that any number of
+//! concurrent reads share, and lease reads trust a recent quorum of answers instead.
+//! Keeps true: a read index is never handed out by a leader that has not committed
+//! an entry of its own term, nor by one whose leadership a quorum has not confirmed
+//! after the read arrived (or, for lease reads, within the lease); a deposed leader
+//! answers every pending read with "retry".
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::error::{Error, StorageError};
+use crate::message::{MessageBody, ReadHeartbeat, ReadIndexRequest, ReadIndexResponse};
+use crate::node::{Node, SendAfter};
+use crate::quorum::{self, VoteResult};
+use crate::status::Role;
+use crate::storage::LogStore;
+use crate::types::{LogIndex, NodeId};
+
+/// How a read is confirmed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadMode {
+    /// ReadIndex: a quorum confirms leadership after the read arrived. Always safe.
+    Quorum,
+    /// The leader trusts that a quorum answered it recently (within half an election
+    /// timeout), so no other leader can exist yet. Safe only if clocks advance at
+    /// nearly the same rate; requires check-quorum. Followers forward lease reads as
+    /// quorum reads; a leader transferring leadership serves them as quorum reads.
+    Lease,
+}
+
+/// The answer to a read request: once the applied index reaches `index`, the state
+/// machine may be read and the result is linearizable.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadState {
+    /// The caller's id for the read.
+    pub request_id: u64,
+    /// The read index, or `None` if leadership changed before the read was confirmed;
+    /// retry it.
+    pub index: Option<LogIndex>,
+}
+
+/// Who asked for a read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ReadRequest {
+    pub(crate) request_id: u64,
+    /// `None` for this member's own client, else the follower that forwarded it.
+    pub(crate) from: Option<NodeId>,
+}
+
+#[derive(Clone, Debug)]
+struct PendingRead {
+    request: ReadRequest,
+    index: LogIndex,
+    sequence: u64,
+    acks: BTreeSet<NodeId>,
+}
+
+/// A leader's reads in progress.
+#[derive(Debug, Default)]
+pub(crate) struct ReadOnly {
+    /// The sequence number the next read heartbeat carries.
+    next_sequence: u64,
+    /// Reads waiting for the next read heartbeat's answers, oldest first.
+    pending: VecDeque<PendingRead>,
+    /// Reads that arrived before this leader committed an entry of its term.
+    waiting_for_commit: Vec<(ReadRequest, ReadMode)>,
+    broadcast_pending: bool,
+    /// On a follower: reads forwarded to the leader and not answered yet. An answer
+    /// is passed on once (the network may duplicate it).
+    forwarded: BTreeSet<u64>,
+}
+
+impl<S: LogStore> Node<S> {
+    /// Asks for a read index for the caller's read `request_id`. The answer arrives
+    /// as a [`ReadState`] in [`Ready::read_states`](crate::Ready::read_states), on
+    /// this member: a follower asks its leader. Without a known leader the answer is
+    /// [`Error::NotLeader`]; lease reads without check-quorum are refused.
+    pub fn read_index(&mut self, request_id: u64, mode: ReadMode) -> Result<(), Error> {
+        if mode == ReadMode::Lease && !self.config.check_quorum {
+            return Err(Error::LeaseReadWithoutCheckQuorum);
+        }
+        let request = ReadRequest {
+            request_id,
+            from: None,
+        };
+        match (self.role, self.leader) {
+            (Role::Leader, _) => {
+                let result = self.leader_read(request, mode);
+                self.record(result)
+            }
+            (_, Some(leader)) => {
+                self.read_only.forwarded.insert(request_id);
+                self.send(
+                    leader,
+                    MessageBody::ReadIndex(ReadIndexRequest { request_id }),
+                    SendAfter::Now,
+                );
+                Ok(())
+            }
+            (_, None) => Err(Error::NotLeader { leader: None }),
+        }
+    }
+
+    pub(crate) fn leader_read(
+        &mut self,
+        request: ReadRequest,
+        mode: ReadMode,
+    ) -> Result<(), StorageError> {
+        if !self.committed_in_current_term()? {
+            // §6.4 step 1: until an entry of its term commits, a new leader may not
+            // know the latest commit index.
+            self.read_only.waiting_for_commit.push((request, mode));
+            return Ok(());
+        }
+        let committed = self.log.committed();
+        if self.config.mutation == crate::config::Mutation::ReadWithoutQuorum {
+            self.finish_read(request, Some(committed));
+            return Ok(());
+        }
+        if mode == ReadMode::Lease && self.transfer_target.is_none() && self.lease_valid() {
+            self.finish_read(request, Some(committed));
+            return Ok(());
+        }
+        let sequence = self.read_only.next_sequence;
+        let id = self.id();
+        self.read_only.pending.push_back(PendingRead {
+            request,
+            index: committed,
+            sequence,
+            acks: BTreeSet::from([id]),
+        });
+        self.read_only.broadcast_pending = true;
+        self.resolve_reads();
+        Ok(())
+    }
+
+    pub(crate) fn committed_in_current_term(&self) -> Result<bool, StorageError> {
+        Ok(self.log.term(self.log.committed())? == self.term)
+    }
+
+    /// Called at `ready`: starts reads that waited for the first commit of the term,
+    /// and sends one read heartbeat for every read registered since the last one.
+    pub(crate) fn flush_reads(&mut self) -> Result<(), StorageError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        if !self.read_only.waiting_for_commit.is_empty() && self.committed_in_current_term()? {
+            for (request, mode) in std::mem::take(&mut self.read_only.waiting_for_commit) {
+                self.leader_read(request, mode)?;
+            }
+        }
+        if std::mem::take(&mut self.read_only.broadcast_pending) {
+            let sequence = self.read_only.next_sequence;
+            self.read_only.next_sequence += 1;
+            let committed = self.log.committed();
+            let beats: Vec<(NodeId, LogIndex)> = self
+                .progress
+                .iter()
+                .filter(|(id, _)| **id != self.id())
+                .map(|(&id, p)| (id, p.match_index.min(committed)))
+                .collect();
+            for (id, leader_commit) in beats {
+                self.send(
+                    id,
+                    MessageBody::ReadHeartbeat(ReadHeartbeat {
+                        leader_commit,
+                        sequence,
+                    }),
+                    SendAfter::Now,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A member answered the read heartbeat `sequence`: it acknowledges this leader
+    /// for every read registered before that heartbeat left.
+    pub(crate) fn handle_read_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        sequence: u64,
+    ) -> Result<(), StorageError> {
+        self.handle_heartbeat_response(from)?;
+        if self.role != Role::Leader || !self.membership.is_voter(from) {
+            return Ok(());
+        }
+        for read in self.read_only.pending.iter_mut() {
+            if read.sequence <= sequence {
+                read.acks.insert(from);
+            }
+        }
+        self.resolve_reads();
+        Ok(())
+    }
+
+    fn resolve_reads(&mut self) {
+        while let Some(read) = self.read_only.pending.front() {
+            let votes: BTreeMap<NodeId, bool> = read.acks.iter().map(|&id| (id, true)).collect();
+            if quorum::vote_result(&self.membership, &votes) != VoteResult::Won {
+                break;
+            }
+            let read = self.read_only.pending.pop_front().expect("front exists");
+            self.finish_read(read.request, Some(read.index));
+        }
+    }
+
+    fn finish_read(&mut self, request: ReadRequest, index: Option<LogIndex>) {
+        match request.from {
+            None => self.read_states.push(ReadState {
+                request_id: request.request_id,
+                index,
+            }),
+            Some(follower) => {
+                let response = ReadIndexResponse {
+                    request_id: request.request_id,
+                    index,
+                };
+                self.send(
+                    follower,
+                    MessageBody::ReadIndexResponse(response),
+                    SendAfter::Now,
+                );
+            }
+        }
+    }
+
+    /// A follower forwarded a read.
+    pub(crate) fn handle_read_index_request(
+        &mut self,
+        from: NodeId,
+        request_id: u64,
+    ) -> Result<(), StorageError> {
+        let request = ReadRequest {
+            request_id,
+            from: Some(from),
+        };
+        if self.role == Role::Leader {
+            self.leader_read(request, ReadMode::Quorum)
+        } else {
+            self.finish_read(request, None);
+            Ok(())
+        }
+    }
+
+    pub(crate) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
+        if self.read_only.forwarded.remove(&response.request_id) {
+            self.read_states.push(ReadState {
+                request_id: response.request_id,
+                index: response.index,
+            });
+        }
+    }
+
+    /// A new term began: the leader that forwarded reads went to may never answer.
+    pub(crate) fn abandon_forwarded_reads(&mut self) {
+        for request_id in std::mem::take(&mut self.read_only.forwarded) {
+            self.read_states.push(ReadState {
+                request_id,
+                index: None,
+            });
+        }
+    }
+
+    /// Leadership ended: every read not yet confirmed must be retried elsewhere.
+    pub(crate) fn abandon_reads(&mut self) {
+        let pending: Vec<ReadRequest> = self
+            .read_only
+            .pending
+            .drain(..)
+            .map(|r| r.request)
+            .collect();
+        let waiting: Vec<ReadRequest> = self
+            .read_only
+            .waiting_for_commit
+            .drain(..)
+            .map(|(r, _)| r)
+            .collect();
+        self.read_only.broadcast_pending = false;
+        for request in pending.into_iter().chain(waiting) {
+            self.finish_read(request, None);
+        }
+    }
+
+    /// Whether a quorum of voters answered within half an election timeout: none of
+    /// them will vote for another candidate for at least that long (they ignore vote
+    /// requests for an election timeout after hearing from this leader).
+    fn lease_valid(&self) -> bool {
+        let window = u64::from(self.config.election_timeout_ticks_min / 2);
+        let active = self
+            .progress
+            .iter()
+            .filter(|(id, p)| {
+                **id == self.id()
+                    || p.last_heard_tick
+                        .is_some_and(|t| self.leader_ticks.saturating_sub(t) <= window)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        quorum::is_quorum(&self.membership, &active)
+    }
+}
+
+impl<S: LogStore> Node<S> {
+    pub(crate) fn read_only_has_broadcast(&self) -> bool {
+        self.read_only.broadcast_pending
+    }
+
+    pub(crate) fn read_only_waiting(&self) -> bool {
+        !self.read_only.waiting_for_commit.is_empty()
+    }
+}
