@@ -49,8 +49,7 @@ pub struct Node<S: LogStore> {
     pending_proposals: BTreeMap<LogIndex, Term>,
     /// On a leader: new entries to send to followers at the next `ready`.
     pub(crate) append_pending: bool,
-    /// On a leader: the commit index advanced; tell every follower.
-    pub(crate) commit_pending: bool,
+
     failure: Option<StorageError>,
     pub(crate) read_only: ReadOnly,
     pub(crate) read_states: Vec<ReadState>,
@@ -97,7 +96,6 @@ impl<S: LogStore> Node<S> {
             handed_out_hard_state: hard_state,
             pending_proposals: BTreeMap::new(),
             append_pending: false,
-            commit_pending: false,
             failure: None,
             read_only: ReadOnly::default(),
             read_states: Vec::new(),
@@ -231,9 +229,7 @@ impl<S: LogStore> Node<S> {
                 progress.maybe_update(persisted);
             }
             let result = self.maybe_commit();
-            if self.record(result)? {
-                self.commit_pending = true;
-            }
+            self.record(result)?;
         }
         if let Some(hard_state) = ack.hard_state
             && self.role == Role::Candidate
@@ -262,7 +258,7 @@ impl<S: LogStore> Node<S> {
             || self.hard_state_changed()
             || self.log.has_unpersisted()
             || self.log.has_entries_to_apply()
-            || (self.role == Role::Leader && (self.append_pending || self.commit_pending))
+            || (self.role == Role::Leader && self.append_pending)
             || self
                 .pending_proposals
                 .first_key_value()
@@ -520,7 +516,6 @@ impl<S: LogStore> Node<S> {
         self.progress.clear();
         self.votes.clear();
         self.append_pending = false;
-        self.commit_pending = false;
         self.election_elapsed_ticks = 0;
         self.reset_election_timer();
     }

@@ -8,7 +8,9 @@ use crate::storage::HardState;
 use crate::types::{Entry, EntryId};
 
 /// Everything the driver must do since the last [`Node::ready`](crate::Node::ready).
+/// More fields may be added (snapshots), so match it with `..`.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Ready {
     /// Messages to send now, in any order, before or while persisting.
     pub messages: Vec<Message>,

@@ -119,19 +119,14 @@ impl<S: LogStore> Node<S> {
             .collect()
     }
 
-    /// Sends what proposals and commit advances since the last `ready` call for:
-    /// new entries to every member that can take them (batched, many proposals per
-    /// append), and the new commit index to everyone.
+    /// Sends the entries proposed since the last `ready` call to every member that
+    /// can take them: many proposals travel in one append.
     pub(crate) fn send_pending_appends(&mut self) -> Result<(), StorageError> {
-        let commit_pending = std::mem::take(&mut self.commit_pending);
-        let append_pending = std::mem::take(&mut self.append_pending);
-        if !commit_pending && !append_pending {
+        if !std::mem::take(&mut self.append_pending) {
             return Ok(());
         }
         for id in self.peers() {
-            if self.send_append(id, commit_pending)? {
-                while self.send_append(id, false)? {}
-            }
+            while self.send_append(id, false)? {}
         }
         Ok(())
     }
@@ -223,7 +218,6 @@ impl<S: LogStore> Node<S> {
                 if match_index > self.log.last_index() {
                     return Ok(()); // Not a log this leader ever sent.
                 }
-                let was_paused = progress.is_paused();
                 if !progress.maybe_update(match_index) {
                     return Ok(());
                 }
@@ -232,13 +226,9 @@ impl<S: LogStore> Node<S> {
                     ProgressState::Replicate => progress.inflights.free_up_to(match_index),
                     ProgressState::Snapshot => {}
                 }
-                if self.maybe_commit()? {
-                    self.commit_pending = true;
-                } else if was_paused {
-                    // The member was waiting (a probe answered): tell it the commit
-                    // index now rather than at the next heartbeat.
-                    self.send_append(from, true)?;
-                }
+                // A new commit index travels with the next append or heartbeat; a
+                // message just for it would double the messages per write.
+                self.maybe_commit()?;
                 while self.send_append(from, false)? {}
                 if self.transfer_target == Some(from) && match_index == self.log.last_index() {
                     self.send(from, MessageBody::TimeoutNow, SendAfter::Now);

@@ -833,11 +833,10 @@ fn backup_run(seed: u64) {
 
 /// TestCount3B: few messages for an election, for agreement, and while idle.
 ///
-/// The agreement bound is the lab's (iters + 1 + 3) * 3 RPCs. raft-core tells
-/// followers of every commit advance at once with an empty append, and here acks come
-/// back one entry at a time, so agreement on 12 commands can take about twice the 24
-/// appends the entries need: sweeping `LAB_SEEDS=300` exceeds the bound on 11 seeds
-/// (13009, 13023, ...; at most 51 RPCs). The fixed seeds stay within it.
+/// The agreement bound is the lab's (iters + 1 + 3) * 3 RPCs. A new commit index
+/// travels with the next append or heartbeat (no message is sent for it alone), so
+/// agreement needs about one append per entry and follower; a `LAB_SEEDS=300` sweep
+/// stays within the bound.
 #[test]
 fn count() {
     for_seeds(13, count_run);

@@ -275,6 +275,8 @@ impl Env {
             persist,
             committed_entries,
             proposal_outcomes,
+            read_states,
+            ..
         } = ready;
         let mut out = String::new();
         if !messages.is_empty() {
@@ -309,6 +311,10 @@ impl Env {
                 "  proposal {}/{} {result}",
                 outcome.proposal.term, outcome.proposal.index
             );
+        }
+        for read in &read_states {
+            let index = read.index.map_or("retry".to_string(), |i| i.to_string());
+            let _ = writeln!(out, "  read {} at {index}", read.request_id);
         }
         self.network.extend(messages);
         self.out.push_str(&out);
