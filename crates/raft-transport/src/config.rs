@@ -38,6 +38,10 @@ pub struct TransportConfig {
     pub incoming_queue_messages: usize,
     /// A writer encodes up to this many bytes of frames before each write.
     pub write_batch_bytes: usize,
+    /// The UDP socket's send and receive buffer sizes, capped by the kernel's
+    /// `net.core.rmem_max`/`wmem_max`; 0 keeps the system default. Larger buffers
+    /// avoid packet loss under bursts of appends at the price of queueing delay.
+    pub socket_buffer_bytes: usize,
     /// How often an idle connection sends a QUIC keep-alive.
     pub keep_alive_interval: Duration,
     /// A connection silent this long is dead (dead-peer detection).
@@ -85,6 +89,7 @@ impl TransportConfig {
             send_queue_bytes: 64 * 1024 * 1024,
             incoming_queue_messages: 4096,
             write_batch_bytes: 256 * 1024,
+            socket_buffer_bytes: 0,
             keep_alive_interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             reconnect_backoff_min: Duration::from_millis(50),

@@ -100,12 +100,7 @@ impl Transport {
                 })?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(quic.clone());
-        let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
-            TransportError::Bind {
-                addr: config.listen,
-                source,
-            }
-        })?;
+        let endpoint = bind(server, &config)?;
         let (incoming, events) = mpsc::channel(config.incoming_queue_messages.max(1));
         let shared = Arc::new(Shared {
             local_id: config.id,
@@ -367,6 +362,40 @@ impl Shared {
         self.endpoint.close(CODE_CLOSED, b"shutdown");
         tracing::info!(id = %self.local_id, "raft transport stopped");
     }
+}
+
+/// Binds the UDP socket with the configured buffer sizes (best effort: the kernel
+/// caps them at its maximum). Small socket buffers lose packets under bursts of
+/// appends, and every loss costs QUIC congestion window.
+fn bind(
+    server: quinn::ServerConfig,
+    config: &TransportConfig,
+) -> Result<quinn::Endpoint, TransportError> {
+    let error = |source| TransportError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let socket = std::net::UdpSocket::bind(config.listen).map_err(error)?;
+    if config.socket_buffer_bytes > 0
+        && let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into())
+    {
+        let bytes = config.socket_buffer_bytes;
+        if let Err(failure) = state.set_recv_buffer_size((&socket).into(), bytes) {
+            tracing::debug!(%failure, bytes, "cannot size the socket receive buffer");
+        }
+        if let Err(failure) = state.set_send_buffer_size((&socket).into(), bytes) {
+            tracing::debug!(%failure, bytes, "cannot size the socket send buffer");
+        }
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| error(std::io::Error::other("no async runtime found")))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        runtime,
+    )
+    .map_err(error)
 }
 
 fn quic_transport_config(config: &TransportConfig) -> quinn::TransportConfig {
