@@ -23,6 +23,13 @@ use crate::transport::{Incoming, Shared};
 /// The most messages a writer takes off its queue at once.
 const MAX_BATCH_MESSAGES: usize = 1024;
 
+/// QUIC send priority of the control stream (votes, heartbeats, responses).
+const CONTROL_PRIORITY: i32 = 1;
+/// QUIC send priority of the append stream.
+const APPEND_PRIORITY: i32 = 0;
+/// QUIC send priority of snapshot streams: they use what the others leave.
+pub(crate) const SNAPSHOT_PRIORITY: i32 = -1;
+
 /// The handle the transport keeps per peer.
 pub(crate) struct Peer {
     append_tx: mpsc::Sender<Message>,
@@ -359,6 +366,13 @@ async fn open_stream(
     sender: NodeId,
 ) -> Result<SendStream, quinn::ConnectionError> {
     let mut stream = connection.open_uni().await?;
+    // quinn sends the highest-priority stream with data first: votes and heartbeats
+    // overtake appends already buffered (and both overtake snapshots).
+    let priority = match kind {
+        StreamKind::Control => CONTROL_PRIORITY,
+        _ => APPEND_PRIORITY,
+    };
+    let _ = stream.set_priority(priority);
     let mut preamble = BytesMut::new();
     Preamble { kind, sender }.encode(&mut preamble);
     // The preamble goes out with the first frames; a failure shows on the next write.

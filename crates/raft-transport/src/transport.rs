@@ -398,8 +398,19 @@ fn bind(
     .map_err(error)
 }
 
+/// Concurrent unidirectional streams a peer may open (append + control, with room
+/// for the streams of a connection being replaced).
+const MAX_UNI_STREAMS: u32 = 8;
+/// Concurrent bidirectional (snapshot) streams a peer may open.
+const MAX_BIDI_STREAMS: u32 = 4;
+
 fn quic_transport_config(config: &TransportConfig) -> quinn::TransportConfig {
     let mut quic = quinn::TransportConfig::default();
+    // A dialer opens two unidirectional streams per connection and one bidirectional
+    // stream per snapshot transfer. Few streams bound what one peer can make this
+    // member buffer: each reader holds at most one frame.
+    quic.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
+    quic.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
     quic.keep_alive_interval(Some(config.keep_alive_interval));
     // An idle timeout beyond QUIC's range falls back to quinn's default.
     if let Ok(timeout) = quinn::IdleTimeout::try_from(config.idle_timeout) {

@@ -94,6 +94,7 @@ async fn attempt(
         .open_bi()
         .await
         .map_err(|source| TransportError::Connection { peer: id, source })?;
+    let _ = send.set_priority(crate::peer::SNAPSHOT_PRIORITY);
     let mut opening = BytesMut::new();
     Preamble {
         kind: StreamKind::Snapshot,

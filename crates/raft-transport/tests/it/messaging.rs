@@ -180,3 +180,47 @@ async fn a_full_queue_drops_and_reports_unreachable() {
     // The ~90 drops were reported once, not once each.
     assert!(cluster.events(1).try_recv().is_err());
 }
+
+#[tokio::test]
+async fn a_heartbeat_is_not_queued_behind_large_appends() {
+    let mut cluster = Cluster::start(2, |_| {});
+    // Six appends of 8 MiB, then a heartbeat: the heartbeat travels on the control
+    // stream (at a higher QUIC priority) and is delivered before the appends are.
+    const APPENDS: u64 = 6;
+    for i in 1..=APPENDS {
+        let append = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::Append(AppendRequest {
+                prev_log_index: LogIndex(i - 1),
+                prev_log_term: Term(1),
+                entries: vec![Entry {
+                    term: Term(1),
+                    index: LogIndex(i),
+                    payload: EntryPayload::Command(Bytes::from(vec![1u8; 8 * 1024 * 1024])),
+                }],
+                leader_commit: LogIndex(0),
+            }),
+        };
+        cluster.transport(1).send(append).unwrap();
+    }
+    cluster.transport(1).send(heartbeat(1, 2, 1)).unwrap();
+    let mut appends_before_heartbeat = 0;
+    loop {
+        let message = next_message(cluster.events(2)).await;
+        if is_append(&message) {
+            appends_before_heartbeat += 1;
+        } else {
+            assert_eq!(message, heartbeat(1, 2, 1));
+            break;
+        }
+    }
+    assert!(
+        appends_before_heartbeat < APPENDS,
+        "the heartbeat waited for every append"
+    );
+    for _ in appends_before_heartbeat..APPENDS {
+        assert!(is_append(&next_message(cluster.events(2)).await));
+    }
+}
