@@ -32,14 +32,6 @@ struct Measured {
     groups: u64,
 }
 
-struct Summary {
-    appenders: usize,
-    wal: Measured,
-    raw_entries: u64,
-    raw_elapsed: Duration,
-    batch: usize,
-}
-
 fn bench_dir() -> PathBuf {
     std::env::var_os("RAFT_WAL_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
 }
@@ -135,14 +127,142 @@ fn percentile(sorted: &[u64], fraction: f64) -> f64 {
     sorted[at] as f64 / 1000.0
 }
 
+/// `(user + system)` CPU seconds of this process so far, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |at: usize| {
+        fields
+            .get(at)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of stat(5), counted from the state field (field 3).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Appends from `appenders` threads until `duration` has passed.
+fn wal_round(
+    wal: &Arc<Wal>,
+    next: &Arc<Mutex<u64>>,
+    appenders: usize,
+    duration: Duration,
+) -> (Measured, f64) {
+    let payload = Bytes::from(vec![0xA5u8; ENTRY_BYTES]);
+    let stats_before = wal.stats();
+    let cpu_before = cpu_seconds();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let latencies: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..appenders)
+            .map(|_| {
+                let (wal, next, payload) = (Arc::clone(wal), Arc::clone(next), payload.clone());
+                scope.spawn(move || {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let started = Instant::now();
+                        if started >= deadline {
+                            return latencies;
+                        }
+                        let completion = {
+                            let mut next = next.lock().unwrap();
+                            let index = *next;
+                            *next += 1;
+                            wal.submit(AppendUnit {
+                                hard_state: None,
+                                entries: vec![Entry {
+                                    index,
+                                    term: 1,
+                                    payload: payload.clone(),
+                                }],
+                            })
+                        };
+                        completion.wait().expect("durable append");
+                        latencies.push(started.elapsed().as_nanos() as u64);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = start.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    let stats = wal.stats();
+    let mut measured = Measured {
+        entries: stats.entries - stats_before.entries,
+        elapsed,
+        latencies_nanos: latencies.into_iter().flatten().collect(),
+        groups: stats.commit_groups - stats_before.commit_groups,
+    };
+    measured.latencies_nanos.sort_unstable();
+    (measured, cpu)
+}
+
+/// Raw write + fdatasync rounds of `batch` entries' bytes until `duration` passed.
+fn raw_round(
+    file: &std::fs::File,
+    file_len: u64,
+    offset: &mut u64,
+    batch: usize,
+    duration: Duration,
+) -> f64 {
+    let mut syncs = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        run_raw(file, file_len, offset, batch, 1);
+        syncs += 1;
+    }
+    (syncs * batch as u64) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn preallocated_file(path: &std::path::Path, len: u64) -> std::fs::File {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    let mut zeros = vec![1u8; 1 << 20];
+    zeros.fill(0);
+    for chunk in 0..len >> 20 {
+        file.write_all_at(&zeros, chunk << 20).unwrap();
+    }
+    file.sync_all().unwrap();
+    file
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(3))
         .configure_from_args();
+    let rounds: usize = std::env::var("RAFT_WAL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let round_duration = Duration::from_millis(
+        std::env::var("RAFT_WAL_BENCH_ROUND_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    );
     let root = tempfile::tempdir_in(bench_dir()).expect("bench directory");
-    let mut summaries = Vec::new();
+    let raw_len = 64u64 << 20;
+    let raw_file = preallocated_file(&root.path().join("raw"), raw_len);
+    let mut raw_offset = 0u64;
+    let mut rows = Vec::new();
     for appenders in APPENDERS {
         let dir = root.path().join(format!("wal-{appenders}"));
         let wal = Arc::new(Wal::open(&dir, WalOptions::default()).expect("open wal"));
@@ -167,67 +287,56 @@ fn main() {
         let batch = (measured.entries as f64 / measured.groups.max(1) as f64)
             .round()
             .max(1.0) as usize;
-        drop(wal);
-
-        // The raw baseline at the batch size the WAL achieved.
-        let raw_path = root.path().join(format!("raw-{appenders}"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&raw_path)
-            .unwrap();
-        let file_len = 64u64 << 20;
-        let zeros = vec![0u8; 1 << 20];
-        for chunk in 0..64 {
-            file.write_all_at(&zeros, chunk << 20).unwrap();
-        }
-        file.sync_all().unwrap();
-        let mut offset = 0u64;
-        let (mut raw_entries, mut raw_elapsed) = (0u64, Duration::ZERO);
         {
             let mut group = criterion.benchmark_group("raw_write_fdatasync");
             group.throughput(Throughput::Elements(batch as u64));
             group.bench_function(BenchmarkId::new("batch", batch), |b| {
-                b.iter_custom(|iters| {
-                    let elapsed = run_raw(&file, file_len, &mut offset, batch, iters);
-                    raw_entries += iters * batch as u64;
-                    raw_elapsed += elapsed;
-                    elapsed
-                });
+                b.iter_custom(|iters| run_raw(&raw_file, raw_len, &mut raw_offset, batch, iters));
             });
             group.finish();
         }
-        summaries.push(Summary {
-            appenders,
-            wal: measured,
-            raw_entries,
-            raw_elapsed,
-            batch,
-        });
+        // Interleaved rounds: the WAL, then the raw loop at the batch it achieved.
+        let (mut wal_rates, mut raw_rates, mut ratios, mut batches, mut cpu_micros) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut latencies = Vec::new();
+        if rounds > 0 {
+            for _ in 0..rounds {
+                let (round, cpu) = wal_round(&wal, &next, appenders, round_duration);
+                let wal_rate = round.entries as f64 / round.elapsed.as_secs_f64();
+                let batch = (round.entries as f64 / round.groups.max(1) as f64)
+                    .round()
+                    .max(1.0) as usize;
+                let raw_rate =
+                    raw_round(&raw_file, raw_len, &mut raw_offset, batch, round_duration);
+                wal_rates.push(wal_rate);
+                raw_rates.push(raw_rate);
+                ratios.push(wal_rate / raw_rate);
+                batches.push(batch as f64);
+                cpu_micros.push(cpu * 1e6 / round.entries.max(1) as f64);
+                latencies.extend(round.latencies_nanos);
+            }
+            latencies.sort_unstable();
+            rows.push(format!(
+                "{:>9} | {:>13.0} | {:>6.0} | {:>6.0} | {:>8.0} | {:>12.0} | {:>12.1} | {:>26.0} | {:>6.1}%",
+                appenders,
+                median(&mut wal_rates),
+                percentile(&latencies, 0.50),
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 0.999),
+                median(&mut batches),
+                median(&mut cpu_micros),
+                median(&mut raw_rates),
+                100.0 * median(&mut ratios),
+            ));
+        }
     }
     criterion.final_summary();
-
     println!();
+    println!("Interleaved rounds ({rounds} x {round_duration:?} per side), medians:");
     println!(
-        "appenders | WAL entries/s | p50 us | p99 us | p99.9 us | entries/sync | raw entries/s (same batch) | WAL/raw"
+        "appenders | WAL entries/s | p50 us | p99 us | p99.9 us | entries/sync | CPU us/entry | raw entries/s (same batch) | WAL/raw"
     );
-    for summary in &mut summaries {
-        summary.wal.latencies_nanos.sort_unstable();
-        let wal_rate = summary.wal.entries as f64 / summary.wal.elapsed.as_secs_f64();
-        let raw_rate = summary.raw_entries as f64 / summary.raw_elapsed.as_secs_f64();
-        let latencies = &summary.wal.latencies_nanos;
-        println!(
-            "{:>9} | {:>13.0} | {:>6.0} | {:>6.0} | {:>8.0} | {:>12} | {:>26.0} | {:>6.1}%",
-            summary.appenders,
-            wal_rate,
-            percentile(latencies, 0.50),
-            percentile(latencies, 0.99),
-            percentile(latencies, 0.999),
-            summary.batch,
-            raw_rate,
-            100.0 * wal_rate / raw_rate,
-        );
+    for row in rows {
+        println!("{row}");
     }
 }
