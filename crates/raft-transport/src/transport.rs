@@ -147,8 +147,10 @@ impl Transport {
     /// Enqueues `message` for `message.to` and returns at once. Appends go on the
     /// peer's append stream, everything else on its control stream. If the peer's
     /// queue is full the message is dropped, counted, `Unreachable` is reported, and
-    /// `QueueFull` returned; a peer outside the membership gives `UnknownPeer`, and a
-    /// message not from this member `Misaddressed`.
+    /// `QueueFull` returned; a peer outside the membership gives `UnknownPeer`, a
+    /// message not from this member `Misaddressed`, and one whose frame would exceed
+    /// `max_frame_bytes` `FrameTooLarge` (raft-core's append size limit must stay
+    /// below it).
     pub fn send(&self, message: Message) -> Result<(), TransportError> {
         let local = self.shared().local_id;
         if message.from != local {
@@ -158,6 +160,15 @@ impl Transport {
                 to: message.to,
                 peer: message.to,
                 local,
+            });
+        }
+        // The receiver would close the stream for an oversized frame.
+        let frame_bytes = crate::codec::encoded_len(&message) - crate::codec::LENGTH_PREFIX_BYTES;
+        let limit_bytes = self.shared().config.max_frame_bytes;
+        if frame_bytes > limit_bytes as usize {
+            return Err(TransportError::FrameTooLarge {
+                len_bytes: frame_bytes as u64,
+                limit_bytes: u64::from(limit_bytes),
             });
         }
         let peer = self.shared().peer(message.to)?;

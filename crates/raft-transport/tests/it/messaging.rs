@@ -224,3 +224,31 @@ async fn a_heartbeat_is_not_queued_behind_large_appends() {
         assert!(is_append(&next_message(cluster.events(2)).await));
     }
 }
+
+#[tokio::test]
+async fn a_message_over_the_frame_limit_is_refused_at_send() {
+    let cluster = Cluster::start(2, |config| config.max_frame_bytes = 4096);
+    let append = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(1),
+        body: MessageBody::Append(AppendRequest {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(1),
+            entries: vec![Entry {
+                term: Term(1),
+                index: LogIndex(1),
+                payload: EntryPayload::Command(Bytes::from(vec![0u8; 5000])),
+            }],
+            leader_commit: LogIndex(0),
+        }),
+    };
+    assert!(matches!(
+        cluster.transport(1).send(append),
+        Err(TransportError::FrameTooLarge {
+            limit_bytes: 4096,
+            ..
+        })
+    ));
+    assert_eq!(cluster.transport(1).stats().peers.get(&NodeId(2)), None);
+}
