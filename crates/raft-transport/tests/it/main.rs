@@ -4,6 +4,7 @@
 
 mod auth;
 mod messaging;
+mod partition;
 mod reconnect;
 mod robustness;
 mod snapshot;
