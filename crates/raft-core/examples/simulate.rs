@@ -82,13 +82,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mut failures, mut steps, mut committed, mut reads) = (0u64, 0u64, 0usize, 0u64);
+    let (mut failures, mut steps, mut committed, mut reads, mut changes) =
+        (0u64, 0u64, 0usize, 0u64, 0usize);
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or([3, 5, 7][(seed % 3) as usize]);
         let report = sim::run_seed(nodes, seed, args.ticks, args.mutation);
         steps += report.steps;
         committed += report.committed;
         reads += report.reads_served;
+        changes += report.membership_changes;
         if args.verbose {
             println!(
                 "seed={seed} nodes={nodes} steps={} committed={}",
@@ -108,7 +110,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed} reads_served={reads}",
+        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed} reads_served={reads} membership_entries={changes}",
         args.seeds
     );
     if failures > 0 {

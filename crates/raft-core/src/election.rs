@@ -10,6 +10,7 @@ use crate::message::{
 };
 use crate::node::{Node, SendAfter};
 use crate::quorum::{self, VoteResult};
+use crate::raft_log::AppendResult;
 use crate::status::Role;
 use crate::storage::LogStore;
 use crate::types::{NodeId, Term};
@@ -174,7 +175,9 @@ impl<S: LogStore> Node<S> {
         from: NodeId,
         request: AppendRequest,
     ) -> Result<(), StorageError> {
-        self.follow(from);
+        if !self.follow(from) {
+            return Ok(());
+        }
         if request.prev_log_index < self.log.committed() {
             // Everything through the commit index matches any leader's log (§5.4).
             let match_index = self.log.committed();
@@ -192,16 +195,27 @@ impl<S: LogStore> Node<S> {
             &request.entries,
         )?;
         match appended {
-            Some(match_index) => {
+            AppendResult::Appended {
+                last_new_index,
+                written_from,
+            } => {
+                if let Some(from_index) = written_from {
+                    self.track_membership_entries(from_index, &request.entries);
+                }
                 // The answer promises durability: it leaves after the entries are.
-                let accepted = AppendResponse::Accepted { match_index };
+                let accepted = AppendResponse::Accepted {
+                    match_index: last_new_index,
+                };
                 self.send(
                     from,
                     MessageBody::AppendResponse(accepted),
                     SendAfter::Persist,
                 );
             }
-            None => {
+            AppendResult::OverwritesCommitted => {
+                self.reject_message("append would overwrite committed entries");
+            }
+            AppendResult::Mismatch => {
                 let guess = request.prev_log_index.min(self.log.last_index());
                 let (hint_index, hint_term) = self
                     .log
@@ -218,15 +232,23 @@ impl<S: LogStore> Node<S> {
     }
 
     pub(crate) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
-        self.follow_heartbeat(from, heartbeat.leader_commit);
-        self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+        if self.follow_heartbeat(from, heartbeat.leader_commit) {
+            self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+        }
     }
 
     /// A (read) heartbeat from the leader: it carries a commit index this member is
     /// known to hold.
-    pub(crate) fn follow_heartbeat(&mut self, from: NodeId, leader_commit: crate::types::LogIndex) {
-        self.follow(from);
+    pub(crate) fn follow_heartbeat(
+        &mut self,
+        from: NodeId,
+        leader_commit: crate::types::LogIndex,
+    ) -> bool {
+        if !self.follow(from) {
+            return false;
+        }
         self.log.commit_to(leader_commit);
+        true
     }
 
     /// The leader asks this member to take over (leader transfer).
@@ -239,17 +261,19 @@ impl<S: LogStore> Node<S> {
     }
 
     /// A message from the leader of the current term arrived.
-    fn follow(&mut self, leader: NodeId) {
-        assert!(
-            self.role != Role::Leader,
-            "two leaders in term {}: {} and {leader}",
-            self.term,
-            self.id()
-        );
+    /// A message from the leader of the current term arrived. Returns false (and
+    /// refuses the message) if this member itself leads the term: two leaders in one
+    /// term is impossible unless a peer is broken.
+    fn follow(&mut self, leader: NodeId) -> bool {
+        if self.role == Role::Leader {
+            self.reject_message("a second leader in this member's term");
+            return false;
+        }
         if self.role != Role::Follower {
             self.become_follower(self.term, Some(leader));
         }
         self.leader = Some(leader);
         self.election_elapsed_ticks = 0;
+        true
     }
 }

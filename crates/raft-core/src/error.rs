@@ -30,6 +30,16 @@ pub enum Error {
         /// The member asked for.
         to: NodeId,
     },
+    /// A configuration change is still in progress (not committed, or the cluster
+    /// is in a joint configuration); one change at a time.
+    #[error("a membership change is already in progress")]
+    MembershipChangeInProgress,
+    /// The requested configuration change breaks a rule.
+    #[error("invalid membership change: {reason}")]
+    InvalidMembershipChange {
+        /// Which rule.
+        reason: &'static str,
+    },
     /// The configuration is invalid.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {

@@ -85,6 +85,7 @@ pub mod quorum;
 mod raft_log;
 mod read_only;
 mod ready;
+mod reconfiguration;
 mod replication;
 mod status;
 mod storage;
@@ -92,7 +93,7 @@ mod types;
 
 pub use config::{Config, Mutation};
 pub use error::{Error, StorageError};
-pub use membership::Membership;
+pub use membership::{Membership, MembershipChange};
 pub use message::{
     AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, ReadHeartbeat,
     ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, VoteRequest, VoteResponse,

@@ -47,3 +47,83 @@ impl Membership {
         self.voters.union(&self.voters_outgoing).copied().collect()
     }
 }
+
+impl Membership {
+    /// Whether this is a joint configuration (C_old,new).
+    pub fn is_joint(&self) -> bool {
+        !self.voters_outgoing.is_empty()
+    }
+}
+
+/// A configuration change a leader is asked to make. Every change that alters the
+/// voters goes through joint consensus (§6): C_old,new first, then C_new, which the
+/// leader proposes by itself once C_old,new is committed. A change that only adds
+/// learners takes effect in one step.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum MembershipChange {
+    /// Add a member that receives the log but does not vote.
+    AddLearner(NodeId),
+    /// Make a learner a voter.
+    Promote(NodeId),
+    /// Remove a voter or learner (possibly the leader itself, which steps down once
+    /// the configuration without it is committed).
+    Remove(NodeId),
+    /// Replace the voters and learners wholesale.
+    Replace {
+        /// The voters of the new configuration.
+        voters: BTreeSet<NodeId>,
+        /// The learners of the new configuration.
+        learners: BTreeSet<NodeId>,
+    },
+}
+
+impl MembershipChange {
+    /// The configuration `current` (not joint) moves through first: joint if the
+    /// voters change, else the target itself. Names the rule a bad change breaks.
+    pub fn first_step(&self, current: &Membership) -> Result<Membership, &'static str> {
+        let mut voters = current.voters.clone();
+        let mut learners = current.learners.clone();
+        match self {
+            MembershipChange::AddLearner(id) => {
+                if current.contains(*id) {
+                    return Err("the member already belongs to the cluster");
+                }
+                learners.insert(*id);
+            }
+            MembershipChange::Promote(id) => {
+                if !learners.remove(id) {
+                    return Err("only a learner can be promoted");
+                }
+                voters.insert(*id);
+            }
+            MembershipChange::Remove(id) => {
+                if !voters.remove(id) && !learners.remove(id) {
+                    return Err("the member does not belong to the cluster");
+                }
+            }
+            MembershipChange::Replace {
+                voters: new_voters,
+                learners: new_learners,
+            } => {
+                if new_voters.intersection(new_learners).next().is_some() {
+                    return Err("a member cannot be both voter and learner");
+                }
+                voters = new_voters.clone();
+                learners = new_learners.clone();
+            }
+        }
+        if voters.is_empty() {
+            return Err("the configuration must keep at least one voter");
+        }
+        let voters_outgoing = if voters == current.voters {
+            BTreeSet::new()
+        } else {
+            current.voters.clone()
+        };
+        Ok(Membership {
+            voters,
+            voters_outgoing,
+            learners,
+        })
+    }
+}

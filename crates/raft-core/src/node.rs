@@ -46,7 +46,7 @@ pub struct Node<S: LogStore> {
     /// The hard state most recently handed out for persisting.
     handed_out_hard_state: HardState,
     /// Proposals made while leader and not yet resolved: index to term.
-    pending_proposals: BTreeMap<LogIndex, Term>,
+    pub(crate) pending_proposals: BTreeMap<LogIndex, Term>,
     /// On a leader: new entries to send to followers at the next `ready`.
     pub(crate) append_pending: bool,
 
@@ -58,6 +58,12 @@ pub struct Node<S: LogStore> {
     pub(crate) transfer_elapsed_ticks: u32,
     /// On a leader: ticks since it took office (the clock of lease reads).
     pub(crate) leader_ticks: u64,
+    /// Configuration entries in the log not yet known committed, by index.
+    pub(crate) membership_entries: BTreeMap<LogIndex, Membership>,
+    /// On a leader: the index of the last configuration entry it may have to wait for.
+    pub(crate) pending_membership_index: LogIndex,
+    /// Why the message being stepped was refused, if it was.
+    pub(crate) rejected: Option<&'static str>,
 }
 
 /// Whom a message must wait for.
@@ -102,9 +108,13 @@ impl<S: LogStore> Node<S> {
             transfer_target: None,
             transfer_elapsed_ticks: 0,
             leader_ticks: 0,
+            membership_entries: BTreeMap::new(),
+            pending_membership_index: LogIndex(0),
+            rejected: None,
             config,
         };
         node.reset_election_timer();
+        node.load_membership_entries()?;
         Ok(node)
     }
 
@@ -154,8 +164,14 @@ impl<S: LogStore> Node<S> {
     pub fn step(&mut self, message: Message) -> Result<(), Error> {
         self.check_failure()?;
         validate(&message, self.id())?;
+        let from = message.from;
         let result = self.step_inner(message);
-        self.record(result)
+        self.record(result)?;
+        self.activate_membership();
+        match self.rejected.take() {
+            Some(reason) => Err(Error::MalformedMessage { from, reason }),
+            None => Ok(()),
+        }
     }
 
     /// Proposes a command. On the leader the entry is appended and its id returned;
@@ -243,6 +259,7 @@ impl<S: LogStore> Node<S> {
             let result = self.tally_votes();
             self.record(result)?;
         }
+        self.activate_membership();
         Ok(())
     }
 
@@ -265,6 +282,14 @@ impl<S: LogStore> Node<S> {
                 .is_some_and(|(&i, _)| i <= self.log.committed())
             || !self.read_states.is_empty()
             || (self.role == Role::Leader && self.reads_to_flush())
+            || self
+                .membership_entries
+                .first_key_value()
+                .is_some_and(|(&i, _)| i <= self.log.committed())
+            || (self.role == Role::Leader
+                && self.membership.is_joint()
+                && self.pending_membership_index <= self.log.committed()
+                && self.transfer_target.is_none())
     }
 
     /// Hands out everything the driver must do now. See [`Ready`].
@@ -307,6 +332,8 @@ impl<S: LogStore> Node<S> {
     }
 
     fn ready_inner(&mut self) -> Result<Ready, StorageError> {
+        self.activate_membership();
+        self.maybe_leave_joint();
         if self.role == Role::Leader {
             self.flush_reads()?;
             self.send_pending_appends()?;
@@ -442,7 +469,9 @@ impl<S: LogStore> Node<S> {
             }
             MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
             MessageBody::ReadHeartbeat(heartbeat) => {
-                self.follow_heartbeat(from, heartbeat.leader_commit);
+                if !self.follow_heartbeat(from, heartbeat.leader_commit) {
+                    return Ok(());
+                }
                 let response = ReadHeartbeatResponse {
                     sequence: heartbeat.sequence,
                 };

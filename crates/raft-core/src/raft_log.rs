@@ -21,6 +21,20 @@ pub(crate) struct RaftLog<S> {
     applied: LogIndex,
 }
 
+/// What [`RaftLog::maybe_append`] did.
+pub(crate) enum AppendResult {
+    /// No entry matches the append's previous entry.
+    Mismatch,
+    /// The append would replace a committed entry; nothing was changed.
+    OverwritesCommitted,
+    /// The log matches the leader's through `last_new_index`; entries from
+    /// `written_from` on were newly written.
+    Appended {
+        last_new_index: LogIndex,
+        written_from: Option<LogIndex>,
+    },
+}
+
 impl<S: LogStore> RaftLog<S> {
     pub(crate) fn new(store: S, committed: LogIndex, applied: LogIndex) -> RaftLog<S> {
         let offset = store.last_index().next();
@@ -42,6 +56,10 @@ impl<S: LogStore> RaftLog<S> {
             Some(entry) => entry.index,
             None => self.unstable_offset.prev(),
         }
+    }
+
+    pub(crate) fn first_index(&self) -> LogIndex {
+        self.store.first_index()
     }
 
     pub(crate) fn committed(&self) -> LogIndex {
@@ -162,9 +180,9 @@ impl<S: LogStore> RaftLog<S> {
         prev_term: Term,
         leader_commit: LogIndex,
         entries: &[Entry],
-    ) -> Result<Option<LogIndex>, StorageError> {
+    ) -> Result<AppendResult, StorageError> {
         if !self.matches(prev_index, prev_term)? {
-            return Ok(None);
+            return Ok(AppendResult::Mismatch);
         }
         let last_new_index = prev_index.plus(entries.len() as u64);
         // The first entry that is not already in the log (a retransmission carries
@@ -176,17 +194,22 @@ impl<S: LogStore> RaftLog<S> {
                 break;
             }
         }
+        let mut written_from = None;
         if first_new < entries.len() {
             let from = entries[first_new].index;
-            assert!(
-                from > self.committed,
-                "a leader tried to overwrite committed entry {from} (committed {})",
-                self.committed
-            );
+            if from <= self.committed {
+                // Committed entries never change (§5.4): only a broken or malicious
+                // peer asks for this, and the message is refused.
+                return Ok(AppendResult::OverwritesCommitted);
+            }
             self.truncate_and_append(&entries[first_new..]);
+            written_from = Some(from);
         }
         self.commit_to(leader_commit.min(last_new_index));
-        Ok(Some(last_new_index))
+        Ok(AppendResult::Appended {
+            last_new_index,
+            written_from,
+        })
     }
 
     fn truncate_and_append(&mut self, entries: &[Entry]) {

@@ -48,6 +48,9 @@ impl<S: LogStore> Node<S> {
             payload: EntryPayload::Empty,
         }]);
         self.append_pending = true;
+        // Entries of earlier terms may hold a configuration change not known
+        // committed yet: no new change until everything up to here commits.
+        self.pending_membership_index = index;
         Ok(())
     }
 

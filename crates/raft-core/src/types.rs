@@ -5,6 +5,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::membership::Membership;
+
 /// The id of a cluster member. Ids are chosen by the operator and never reused.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct NodeId(pub u64);
@@ -92,6 +94,15 @@ pub enum EntryPayload {
     Empty,
     /// An application command, opaque to the protocol.
     Command(Bytes),
+    /// A configuration change (§6): `membership` takes effect on each member when it
+    /// learns the entry is committed. `context` is opaque application data that
+    /// travels with it (raft-server puts the members' addresses there).
+    Membership {
+        /// The configuration in effect once the entry is committed.
+        membership: Membership,
+        /// Application data describing the change.
+        context: Bytes,
+    },
 }
 
 /// One entry of the replicated log.
@@ -121,6 +132,14 @@ impl Entry {
         let payload = match &self.payload {
             EntryPayload::Empty => 0,
             EntryPayload::Command(data) => data.len() as u64,
+            EntryPayload::Membership {
+                membership,
+                context,
+            } => {
+                8 * membership.members().len() as u64
+                    + 8 * membership.voters_outgoing.len() as u64
+                    + context.len() as u64
+            }
         };
         HEADER_BYTES + payload
     }

@@ -14,8 +14,9 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Entry, EntryId, EntryPayload, LogIndex, LogStore, Membership, MemoryLogStore, Message,
-    Mutation, Node, NodeId, Persist, ProposalResult, ReadMode, ReadState, Role, Term,
+    Config, Entry, EntryId, EntryPayload, LogIndex, LogStore, Membership, MembershipChange,
+    MemoryLogStore, Message, Mutation, Node, NodeId, Persist, ProposalResult, ReadMode, ReadState,
+    Role, Term,
 };
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -52,6 +53,9 @@ pub struct Faults {
     pub read_per_mille: u64,
     /// Per tick: chance the leader is asked to hand leadership to a random voter.
     pub transfer_per_mille: u64,
+    /// Per tick: chance the leader is asked for a membership change (add a spare as
+    /// learner, promote a learner, remove a member).
+    pub membership_per_mille: u64,
 }
 
 impl Faults {
@@ -71,6 +75,7 @@ impl Faults {
             propose_per_mille: 0,
             read_per_mille: 0,
             transfer_per_mille: 0,
+            membership_per_mille: 0,
         }
     }
 
@@ -90,6 +95,7 @@ impl Faults {
             propose_per_mille: 300,
             read_per_mille: 200,
             transfer_per_mille: 10,
+            membership_per_mille: 15,
         }
     }
 
@@ -128,9 +134,9 @@ struct SimNode {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ProposalState {
-    Pending(Bytes),
-    Committed(Bytes),
-    Dropped(Bytes),
+    Pending(EntryPayload),
+    Committed(EntryPayload),
+    Dropped(EntryPayload),
 }
 
 /// One simulated cluster.
@@ -154,6 +160,8 @@ pub struct Cluster {
     applied: Vec<Entry>,
     proposals: BTreeMap<EntryId, ProposalState>,
     next_command: u64,
+    /// Every member that was ever added (ids are never reused).
+    ever_members: BTreeSet<NodeId>,
     /// The highest index of a proposal acknowledged committed so far.
     acknowledged_index: LogIndex,
     /// Reads in flight: request id to (member, highest acknowledged index at start).
@@ -193,12 +201,30 @@ impl Cluster {
         mutation: Mutation,
         tune: fn(&mut Config),
     ) -> Cluster {
-        let membership = Membership::with_voters((1..=size as u64).map(NodeId));
+        Cluster::with_spares(size, 0, seed, mutation, tune)
+    }
+
+    /// A cluster of `voters` initial voters plus `spares` members that start empty,
+    /// outside the configuration, and can be added by membership changes.
+    pub fn with_spares(
+        voters: usize,
+        spares: usize,
+        seed: u64,
+        mutation: Mutation,
+        tune: fn(&mut Config),
+    ) -> Cluster {
+        let size = voters + spares;
+        let initial = Membership::with_voters((1..=voters as u64).map(NodeId));
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut nodes = Vec::new();
         let mut events = BTreeMap::new();
         for i in 0..size {
-            let store = MemoryLogStore::new(membership.clone());
+            let membership = if i < voters {
+                initial.clone()
+            } else {
+                Membership::default()
+            };
+            let store = MemoryLogStore::new(membership);
             let id = NodeId(i as u64 + 1);
             nodes.push(SimNode {
                 id,
@@ -234,6 +260,7 @@ impl Cluster {
             applied: Vec::new(),
             proposals: BTreeMap::new(),
             next_command: 0,
+            ever_members: BTreeSet::new(),
             acknowledged_index: LogIndex(0),
             reads: BTreeMap::new(),
             next_read: 0,
@@ -612,7 +639,7 @@ impl Cluster {
         let committed_here = self
             .committed
             .get(position)
-            .map(|e| e.term == proposal.term && e.payload == EntryPayload::Command(data.clone()));
+            .map(|e| e.term == proposal.term && e.payload == data);
         match (result, committed_here) {
             (ProposalResult::Committed, Some(true)) => {
                 self.acknowledged_index = self.acknowledged_index.max(proposal.index);
@@ -673,6 +700,81 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// The members of the configuration the current leader (or, without one, the
+    /// first running member) follows, as node indices.
+    pub fn current_members(&self) -> Vec<usize> {
+        let source = self
+            .leader()
+            .or_else(|| (0..self.nodes.len()).find(|&i| self.is_up(i)));
+        let membership = source
+            .and_then(|i| self.nodes[i].node.as_ref())
+            .map(|n| n.membership().members())
+            .unwrap_or_default();
+        (0..self.nodes.len())
+            .filter(|&i| membership.contains(&self.nodes[i].id))
+            .collect()
+    }
+
+    /// Asks the leader for a random membership change: add a spare that was never a
+    /// member as a learner, promote a learner, or remove a member (keeping at least
+    /// three voters).
+    pub fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let Some(membership) = self.nodes[leader]
+            .node
+            .as_ref()
+            .map(|n| n.membership().clone())
+        else {
+            return;
+        };
+        let fresh: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .map(|sim| sim.id)
+            .filter(|id| !membership.contains(*id) && !self.ever_members.contains(id))
+            .collect();
+        let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
+        let removable: Vec<NodeId> = membership
+            .members()
+            .into_iter()
+            .filter(|id| membership.learners.contains(id) || membership.voters.len() > 3)
+            .collect();
+        let change = match self.range(0, 2) {
+            0 if !fresh.is_empty() => {
+                MembershipChange::AddLearner(fresh[self.range(0, fresh.len() as u64 - 1) as usize])
+            }
+            1 if !learners.is_empty() => MembershipChange::Promote(
+                learners[self.range(0, learners.len() as u64 - 1) as usize],
+            ),
+            2 if !removable.is_empty() => MembershipChange::Remove(
+                removable[self.range(0, removable.len() as u64 - 1) as usize],
+            ),
+            _ => return,
+        };
+        self.propose_membership(leader, change);
+    }
+
+    /// Proposes a membership change at node `i`; returns the proposal if accepted.
+    pub fn propose_membership(&mut self, i: usize, change: MembershipChange) -> Option<EntryId> {
+        let context = self.new_command();
+        let node = self.nodes[i].node.as_mut()?;
+        let membership = change.first_step(node.membership()).ok()?;
+        let id = node
+            .propose_membership_change(change.clone(), context.clone())
+            .ok()?;
+        if let MembershipChange::AddLearner(new) = change {
+            self.ever_members.insert(new);
+        }
+        let payload = EntryPayload::Membership {
+            membership,
+            context,
+        };
+        self.proposals.insert(id, ProposalState::Pending(payload));
+        self.drain(i);
+        self.check_invariants();
+        Some(id)
     }
 
     /// Asks the leader `i` to hand leadership to member `to`.
@@ -814,6 +916,9 @@ impl Cluster {
             let to = self.range(0, n as u64 - 1) as usize;
             self.transfer(leader, to);
         }
+        if self.chance(self.faults.membership_per_mille) {
+            self.change_membership();
+        }
         if self.chance(self.faults.propose_per_mille) {
             let burst = self.range(1, 8);
             for _ in 0..burst {
@@ -913,7 +1018,7 @@ impl Cluster {
             Ok(id) => {
                 if self
                     .proposals
-                    .insert(id, ProposalState::Pending(data))
+                    .insert(id, ProposalState::Pending(EntryPayload::Command(data)))
                     .is_some()
                 {
                     self.violation(format!("proposal id {id:?} handed out twice"));
@@ -1031,17 +1136,29 @@ impl Cluster {
             return false;
         };
         let last = leader_status.last_index;
-        self.nodes.iter().all(|sim| {
-            let Some(node) = sim.node.as_ref() else {
-                return false;
-            };
-            let status = node.status();
-            status.last_index == last
-                && status.commit_index == last
-                && status.applied_index == last
-                && status.leader == Some(leader_status.id)
-                && sim.shadow == self.nodes[leader].shadow
-        })
+        let membership = self.nodes[leader]
+            .node
+            .as_ref()
+            .map(|n| n.membership().clone())
+            .unwrap_or_default();
+        if membership.is_joint() {
+            return false;
+        }
+        let members = membership.members();
+        self.nodes
+            .iter()
+            .filter(|sim| members.contains(&sim.id))
+            .all(|sim| {
+                let Some(node) = sim.node.as_ref() else {
+                    return false;
+                };
+                let status = node.status();
+                status.last_index == last
+                    && status.commit_index == last
+                    && status.applied_index == last
+                    && status.leader == Some(leader_status.id)
+                    && sim.shadow == self.nodes[leader].shadow
+            })
     }
 
     /// Stops every fault, restarts everyone, and requires a leader and convergence
@@ -1092,7 +1209,8 @@ impl Cluster {
 
     /// Every committed proposal is in every member's log (after convergence).
     pub fn check_committed_proposals_everywhere(&mut self) {
-        let committed: Vec<(EntryId, Bytes)> = self
+        let members = self.current_members();
+        let committed: Vec<(EntryId, EntryPayload)> = self
             .proposals
             .iter()
             .filter_map(|(id, state)| match state {
@@ -1101,11 +1219,9 @@ impl Cluster {
             })
             .collect();
         for (id, data) in committed {
-            for i in 0..self.nodes.len() {
+            for &i in &members {
                 let entry = self.nodes[i].shadow.get(id.index.0 as usize - 1);
-                let ok = entry.is_some_and(|e| {
-                    e.term == id.term && e.payload == EntryPayload::Command(data.clone())
-                });
+                let ok = entry.is_some_and(|e| e.term == id.term && e.payload == data);
                 if !ok {
                     self.violation(format!(
                         "acknowledged proposal {id:?} missing on node {}",
@@ -1114,6 +1230,14 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// How many configuration entries are committed (auto-leave entries included).
+    pub fn membership_entries_committed(&self) -> usize {
+        self.committed
+            .iter()
+            .filter(|e| matches!(e.payload, EntryPayload::Membership { .. }))
+            .count()
     }
 
     /// How many proposals were acknowledged committed.
@@ -1164,6 +1288,7 @@ pub struct RunReport {
     pub steps: u64,
     pub committed: usize,
     pub reads_served: u64,
+    pub membership_changes: usize,
     pub violations: Vec<String>,
 }
 
@@ -1171,7 +1296,7 @@ pub struct RunReport {
 /// Panics inside raft-core (its release-mode assertions) are reported as violations.
 pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -> RunReport {
     let result = std::panic::catch_unwind(|| {
-        let mut cluster = Cluster::with_mutation(nodes, seed, mutation);
+        let mut cluster = Cluster::with_spares(nodes, 2, seed, mutation, |_| {});
         cluster.faults = Faults::chaos();
         cluster.set_chaos(true);
         cluster.run_ticks(fault_ticks);
@@ -1183,6 +1308,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             steps: cluster.steps,
             committed: cluster.committed_proposals(),
             reads_served: cluster.reads_served,
+            membership_changes: cluster.membership_entries_committed(),
             violations: cluster.violations,
         }
     });
@@ -1196,6 +1322,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             steps: 0,
             committed: 0,
             reads_served: 0,
+            membership_changes: 0,
             violations: vec![format!("panic: {message}")],
         }
     })
