@@ -82,8 +82,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mut failures, mut steps, mut committed, mut reads, mut changes) =
-        (0u64, 0u64, 0usize, 0u64, 0usize);
+    let (mut failures, mut steps, mut committed, mut reads, mut changes, mut installs) =
+        (0u64, 0u64, 0usize, 0u64, 0usize, 0u64);
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or([3, 5, 7][(seed % 3) as usize]);
         let report = sim::run_seed(nodes, seed, args.ticks, args.mutation);
@@ -91,6 +91,7 @@ fn main() -> ExitCode {
         committed += report.committed;
         reads += report.reads_served;
         changes += report.membership_changes;
+        installs += report.snapshots_installed;
         if args.verbose {
             println!(
                 "seed={seed} nodes={nodes} steps={} committed={}",
@@ -110,7 +111,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed} reads_served={reads} membership_entries={changes}",
+        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed} reads_served={reads} membership_entries={changes} snapshots_installed={installs}",
         args.seeds
     );
     if failures > 0 {

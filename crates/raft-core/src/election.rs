@@ -11,8 +11,9 @@ use crate::message::{
 use crate::node::{Node, SendAfter};
 use crate::quorum::{self, VoteResult};
 use crate::raft_log::AppendResult;
+use crate::ready::{ProposalOutcome, ProposalResult};
 use crate::status::Role;
-use crate::storage::LogStore;
+use crate::storage::{LogStore, SnapshotMeta};
 use crate::types::{NodeId, Term};
 
 /// Which round of an election.
@@ -228,6 +229,67 @@ impl<S: LogStore> Node<S> {
                 self.send(from, MessageBody::AppendResponse(rejected), SendAfter::Now);
             }
         }
+        Ok(())
+    }
+
+    /// §7 on the follower side: the leader's snapshot replaces a log that lacks it.
+    pub(crate) fn handle_install_snapshot(
+        &mut self,
+        from: NodeId,
+        snapshot: SnapshotMeta,
+    ) -> Result<(), StorageError> {
+        if !self.follow(from) {
+            return Ok(());
+        }
+        let index = snapshot.index;
+        if index <= self.log.committed() {
+            // Already has it: say how far it is committed.
+            let match_index = self.log.committed();
+            self.send(
+                from,
+                MessageBody::AppendResponse(AppendResponse::Accepted { match_index }),
+                SendAfter::Persist,
+            );
+            return Ok(());
+        }
+        let has_entry = matches!(self.log.term(index), Ok(term) if term == snapshot.term);
+        if has_entry {
+            // The log already holds the snapshot's last entry, so by Log Matching
+            // everything before it: only the commit index moves.
+            self.log.commit_to(index);
+        } else {
+            self.log.restore(snapshot.clone());
+            self.membership = snapshot.membership.clone();
+            self.membership_entries.clear();
+            // Proposals the snapshot covers: only the one at its last index can be
+            // judged, by term; for the others the entries are gone.
+            while let Some((&proposal_index, &term)) = self.pending_proposals.first_key_value() {
+                if proposal_index > index {
+                    break;
+                }
+                self.pending_proposals.pop_first();
+                let result = if proposal_index == index {
+                    if term == snapshot.term {
+                        ProposalResult::Committed
+                    } else {
+                        ProposalResult::Dropped
+                    }
+                } else {
+                    ProposalResult::Unknown
+                };
+                let proposal = crate::types::EntryId {
+                    term,
+                    index: proposal_index,
+                };
+                self.resolved_outcomes
+                    .push(ProposalOutcome { proposal, result });
+            }
+        }
+        self.send(
+            from,
+            MessageBody::AppendResponse(AppendResponse::Accepted { match_index: index }),
+            SendAfter::Persist,
+        );
         Ok(())
     }
 

@@ -22,6 +22,16 @@
 //! The stable log is read back through the [`LogStore`] trait; it must return every
 //! entry the node was told is durable.
 //!
+//! # Snapshots
+//!
+//! The application snapshots its state machine at an applied index whenever it likes,
+//! makes the snapshot durable, and then compacts the store (the log through that
+//! index, see [`MemoryLogStore::compact`]); the node notices through
+//! [`LogStore::first_index`] and [`LogStore::snapshot`]. A follower that needs
+//! compacted entries is sent [`MessageBody::InstallSnapshot`]: the driver streams the
+//! snapshot data beside it and steps the message into the follower once the data has
+//! arrived; the follower's next [`Persist::snapshot`] asks to install it.
+//!
 //! # The driver loop
 //!
 //! This is the one legal call order. Persist batches may be written asynchronously
@@ -47,6 +57,9 @@
 //!             let _ = message;                       // transport.send(message)
 //!         }
 //!         if let Some(persist) = ready.persist {
+//!             if let Some(snapshot) = &persist.snapshot {
+//!                 store.install_snapshot(snapshot);  // and restore the state machine
+//!             }                                       // from the data that came with it
 //!             if let Some(hard_state) = persist.hard_state {
 //!                 store.set_hard_state(hard_state);   // durably, with the entries
 //!             }
@@ -103,5 +116,5 @@ pub use progress::ProgressState;
 pub use read_only::{ReadMode, ReadState};
 pub use ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
 pub use status::{PeerProgress, Role, Status};
-pub use storage::{HardState, InitialState, LogStore, MemoryLogStore};
+pub use storage::{HardState, InitialState, LogStore, MemoryLogStore, SnapshotMeta};
 pub use types::{Entry, EntryId, EntryPayload, LogIndex, NodeId, Term};

@@ -2,6 +2,7 @@
 //! format, the simulator delivers them in memory. Every message carries the sender's
 //! term; the receiver applies the term rules of §5.1 before looking at the body.
 
+use crate::storage::SnapshotMeta;
 use crate::types::{Entry, LogIndex, NodeId, Term};
 
 /// One message between two members.
@@ -51,6 +52,11 @@ pub enum MessageBody {
     /// Leader transfer (§3.10 of Ongaro's thesis): the leader tells an up-to-date
     /// member to start an election at once.
     TimeoutNow,
+    /// The leader's log before the follower's next entry was compacted: install this
+    /// snapshot instead. The snapshot's data travels beside the message (the
+    /// transport streams it); the message is stepped into the follower once the data
+    /// has arrived. Answered with an [`AppendResponse`].
+    InstallSnapshot(SnapshotMeta),
     /// A vote request from a member that the leader told to take over (after
     /// `TimeoutNow`). Answered like [`MessageBody::Vote`], but even by members that
     /// heard from the leader within the election timeout: the leader asked for it.
@@ -75,6 +81,7 @@ impl MessageBody {
             MessageBody::ReadIndexResponse(_) => "read_index_response",
             MessageBody::TimeoutNow => "timeout_now",
             MessageBody::TransferVote(_) => "transfer_vote",
+            MessageBody::InstallSnapshot(_) => "install_snapshot",
         }
     }
 }

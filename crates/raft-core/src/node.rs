@@ -64,6 +64,8 @@ pub struct Node<S: LogStore> {
     pub(crate) pending_membership_index: LogIndex,
     /// Why the message being stepped was refused, if it was.
     pub(crate) rejected: Option<&'static str>,
+    /// Proposal outcomes decided outside `ready` (a snapshot replaced the log).
+    pub(crate) resolved_outcomes: Vec<ProposalOutcome>,
 }
 
 /// Whom a message must wait for.
@@ -111,6 +113,7 @@ impl<S: LogStore> Node<S> {
             membership_entries: BTreeMap::new(),
             pending_membership_index: LogIndex(0),
             rejected: None,
+            resolved_outcomes: Vec::new(),
             config,
         };
         node.reset_election_timer();
@@ -231,10 +234,26 @@ impl<S: LogStore> Node<S> {
         }
     }
 
+    /// The driver could not send the snapshot a leader asked for to `peer` (or the
+    /// peer could not install it). The leader retries from probing.
+    pub fn report_snapshot_failed(&mut self, peer: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&peer)
+            && progress.state == ProgressState::Snapshot
+        {
+            progress.become_probe();
+        }
+    }
+
     /// The driver made a [`Persist`] durable (batches are acknowledged in the order
     /// they were handed out). Acknowledgements for overwritten entries are ignored.
     pub fn on_persisted(&mut self, ack: PersistAck) -> Result<(), Error> {
         self.check_failure()?;
+        if let Some(index) = ack.snapshot_index {
+            self.log.snapshot_persisted(index);
+        }
         if let Some(last) = ack.last_entry
             && self.log.stable_to(last)
             && self.role == Role::Leader
@@ -274,6 +293,8 @@ impl<S: LogStore> Node<S> {
             || !self.messages_after_persist.is_empty()
             || self.hard_state_changed()
             || self.log.has_unpersisted()
+            || self.log.has_snapshot_to_persist()
+            || !self.resolved_outcomes.is_empty()
             || self.log.has_entries_to_apply()
             || (self.role == Role::Leader && self.append_pending)
             || self
@@ -327,6 +348,7 @@ impl<S: LogStore> Node<S> {
             applied_index: self.log.applied(),
             last_index: self.log.last_index(),
             persisted_index: self.log.persisted_index(),
+            snapshot_index: self.log.snapshot_index(),
             progress,
         }
     }
@@ -346,17 +368,20 @@ impl<S: LogStore> Node<S> {
             self.pending_proposals.pop_first();
             // The committed entry at the index is final (§5.4): the proposal is in
             // exactly when that entry is the one it created.
-            let result = if self.log.term(index)? == term {
-                ProposalResult::Committed
-            } else {
-                ProposalResult::Dropped
+            let result = match self.log.term(index) {
+                Ok(found) if found == term => ProposalResult::Committed,
+                Ok(_) => ProposalResult::Dropped,
+                Err(StorageError::Compacted { .. }) => ProposalResult::Unknown,
+                Err(e) => return Err(e),
             };
             proposal_outcomes.push(ProposalOutcome {
                 proposal: EntryId { term, index },
                 result,
             });
         }
+        proposal_outcomes.splice(0..0, std::mem::take(&mut self.resolved_outcomes));
         let persist = if self.hard_state_changed()
+            || self.log.has_snapshot_to_persist()
             || self.log.has_unpersisted()
             || !self.messages_after_persist.is_empty()
         {
@@ -365,12 +390,15 @@ impl<S: LogStore> Node<S> {
             if let Some(hard_state) = hard_state {
                 self.handed_out_hard_state = hard_state;
             }
+            let snapshot = self.log.take_snapshot_to_persist();
             let entries = self.log.take_unpersisted();
             let ack = PersistAck {
+                snapshot_index: snapshot.as_ref().map(|s| s.index),
                 hard_state,
                 last_entry: entries.last().map(Entry::id),
             };
             Some(Persist {
+                snapshot,
                 hard_state,
                 entries,
                 messages: std::mem::take(&mut self.messages_after_persist),
@@ -425,7 +453,8 @@ impl<S: LogStore> Node<S> {
                 MessageBody::PreVoteResponse(response) if response.granted => {}
                 MessageBody::Append(_)
                 | MessageBody::Heartbeat(_)
-                | MessageBody::ReadHeartbeat(_) => self.become_follower(term, Some(from)),
+                | MessageBody::ReadHeartbeat(_)
+                | MessageBody::InstallSnapshot(_) => self.become_follower(term, Some(from)),
                 _ => self.become_follower(term, None),
             }
         } else if term < self.term {
@@ -433,6 +462,7 @@ impl<S: LogStore> Node<S> {
                 MessageBody::Append(_)
                 | MessageBody::Heartbeat(_)
                 | MessageBody::ReadHeartbeat(_)
+                | MessageBody::InstallSnapshot(_)
                     if self.config.check_quorum || self.config.pre_vote =>
                 {
                     // A stale leader cut off by pre-vote or check-quorum would never
@@ -493,6 +523,7 @@ impl<S: LogStore> Node<S> {
                 Ok(())
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
+            MessageBody::InstallSnapshot(snapshot) => self.handle_install_snapshot(from, snapshot),
             MessageBody::TransferVote(request) => {
                 self.handle_vote_request(from, term, request, false)
             }

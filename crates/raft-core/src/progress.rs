@@ -38,6 +38,9 @@ pub(crate) struct Progress {
     pub(crate) last_heard_tick: Option<u64>,
     /// In `Replicate`, the last index of each unacknowledged append, oldest first.
     pub(crate) inflights: Inflights,
+    /// In `Snapshot`, the index of the snapshot sent, and when (leader ticks).
+    pub(crate) pending_snapshot: LogIndex,
+    pub(crate) snapshot_sent_tick: u64,
 }
 
 impl Progress {
@@ -50,6 +53,8 @@ impl Progress {
             recent_active: false,
             last_heard_tick: None,
             inflights: Inflights::new(max_inflight),
+            pending_snapshot: LogIndex(0),
+            snapshot_sent_tick: 0,
         }
     }
 
@@ -65,6 +70,15 @@ impl Progress {
         self.probe_sent = false;
         self.next_index = self.match_index.next();
         self.inflights.clear();
+    }
+
+    /// The member needs the snapshot through `index`, sent at leader tick `now`.
+    pub(crate) fn become_snapshot(&mut self, index: LogIndex, now: u64) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflights.clear();
+        self.pending_snapshot = index;
+        self.snapshot_sent_tick = now;
     }
 
     /// Whether the leader must hold back appends to this member for now.

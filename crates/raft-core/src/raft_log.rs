@@ -5,7 +5,7 @@
 //! index never passes the last index and never goes back.
 
 use crate::error::StorageError;
-use crate::storage::{LogStore, limit_size};
+use crate::storage::{LogStore, SnapshotMeta, limit_size};
 use crate::types::{Entry, EntryId, LogIndex, Term};
 
 pub(crate) struct RaftLog<S> {
@@ -19,6 +19,10 @@ pub(crate) struct RaftLog<S> {
     /// The last index handed out for applying.
     applying: LogIndex,
     applied: LogIndex,
+    /// A snapshot from the leader that replaced the log and is not yet durable.
+    pending_snapshot: Option<SnapshotMeta>,
+    /// Whether `pending_snapshot` still has to be handed out in a `Persist`.
+    snapshot_to_persist: bool,
 }
 
 /// What [`RaftLog::maybe_append`] did.
@@ -48,6 +52,8 @@ impl<S: LogStore> RaftLog<S> {
             committed,
             applying: applied,
             applied,
+            pending_snapshot: None,
+            snapshot_to_persist: false,
         }
     }
 
@@ -59,7 +65,60 @@ impl<S: LogStore> RaftLog<S> {
     }
 
     pub(crate) fn first_index(&self) -> LogIndex {
-        self.store.first_index()
+        match &self.pending_snapshot {
+            Some(snapshot) => snapshot.index.next(),
+            None => self.store.first_index(),
+        }
+    }
+
+    /// The index the log was last compacted to (by a snapshot).
+    pub(crate) fn snapshot_index(&self) -> LogIndex {
+        self.first_index().prev()
+    }
+
+    /// The snapshot a lagging follower needs.
+    pub(crate) fn snapshot(&self) -> Result<SnapshotMeta, StorageError> {
+        match &self.pending_snapshot {
+            Some(snapshot) => Ok(snapshot.clone()),
+            None => self.store.snapshot(),
+        }
+    }
+
+    /// Replaces the whole log by a leader's snapshot (§7): everything through its
+    /// index is committed and applied once the driver installed it.
+    pub(crate) fn restore(&mut self, snapshot: SnapshotMeta) {
+        self.unstable.clear();
+        self.unstable_offset = snapshot.index.next();
+        self.persist_from = self.unstable_offset;
+        self.committed = snapshot.index;
+        self.applying = snapshot.index;
+        self.applied = snapshot.index;
+        self.pending_snapshot = Some(snapshot);
+        self.snapshot_to_persist = true;
+    }
+
+    /// Hands out the snapshot to install, once.
+    pub(crate) fn take_snapshot_to_persist(&mut self) -> Option<SnapshotMeta> {
+        if !std::mem::take(&mut self.snapshot_to_persist) {
+            return None;
+        }
+        self.pending_snapshot.clone()
+    }
+
+    pub(crate) fn has_snapshot_to_persist(&self) -> bool {
+        self.snapshot_to_persist
+    }
+
+    /// The driver installed the snapshot through `index`: the store holds it now.
+    pub(crate) fn snapshot_persisted(&mut self, index: LogIndex) {
+        if self
+            .pending_snapshot
+            .as_ref()
+            .is_some_and(|s| s.index == index)
+            && !self.snapshot_to_persist
+        {
+            self.pending_snapshot = None;
+        }
     }
 
     pub(crate) fn committed(&self) -> LogIndex {
@@ -81,6 +140,12 @@ impl<S: LogStore> RaftLog<S> {
         }
         if index >= self.unstable_offset {
             return Ok(self.unstable[index.distance_from(self.unstable_offset) as usize].term);
+        }
+        if let Some(snapshot) = self.pending_snapshot.as_ref().filter(|s| index <= s.index) {
+            if index == snapshot.index {
+                return Ok(snapshot.term);
+            }
+            return Err(StorageError::Compacted { index });
         }
         self.store.term(index)
     }
@@ -125,6 +190,13 @@ impl<S: LogStore> RaftLog<S> {
         let high = high.min(self.last_index().next());
         if low >= high {
             return Ok(Vec::new());
+        }
+        if self
+            .pending_snapshot
+            .as_ref()
+            .is_some_and(|s| low <= s.index)
+        {
+            return Err(StorageError::Compacted { index: low });
         }
         let mut out = Vec::new();
         if low < self.unstable_offset {

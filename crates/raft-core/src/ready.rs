@@ -4,8 +4,8 @@
 
 use crate::message::Message;
 use crate::read_only::ReadState;
-use crate::storage::HardState;
-use crate::types::{Entry, EntryId};
+use crate::storage::{HardState, SnapshotMeta};
+use crate::types::{Entry, EntryId, LogIndex};
 
 /// Everything the driver must do since the last [`Node::ready`](crate::Node::ready).
 /// More fields may be added (snapshots), so match it with `..`.
@@ -42,6 +42,10 @@ impl Ready {
 /// entries. The entries replace any stored entries from the first one's index on.
 #[derive(Debug)]
 pub struct Persist {
+    /// A snapshot received from the leader, to install before anything else in this
+    /// batch: restore the state machine from its data and replace the stored log by
+    /// it (see [`MemoryLogStore::install_snapshot`](crate::MemoryLogStore::install_snapshot)).
+    pub snapshot: Option<SnapshotMeta>,
     /// The new hard state, if it changed.
     pub hard_state: Option<HardState>,
     /// Entries to append; the first may overwrite a conflicting stored suffix.
@@ -58,6 +62,8 @@ pub struct Persist {
 /// recognised and ignored.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PersistAck {
+    /// The index of the snapshot the batch installed, if it carried one.
+    pub snapshot_index: Option<LogIndex>,
     /// The hard state the batch made durable, if it carried one.
     pub hard_state: Option<HardState>,
     /// The last entry the batch made durable, if it carried entries.
@@ -80,4 +86,8 @@ pub enum ProposalResult {
     Committed,
     /// The index was taken by another leader's entry: it will never be applied.
     Dropped,
+    /// This member replaced its log by a snapshot that covers the index, so it
+    /// cannot tell which entry was committed there. The caller must find out another
+    /// way (for example by reading what the command would have written).
+    Unknown,
 }

@@ -153,7 +153,7 @@ impl<S: LogStore> Node<S> {
         let prev_log_term = match self.log.term(prev_log_index) {
             Ok(term) => term,
             // The member needs entries that were compacted into a snapshot.
-            Err(StorageError::Compacted { .. }) => return Ok(false),
+            Err(StorageError::Compacted { .. }) => return self.send_snapshot(to),
             Err(e) => return Err(e),
         };
         let entries = match self
@@ -161,7 +161,7 @@ impl<S: LogStore> Node<S> {
             .entries(next, last_index.next(), self.config.max_append_bytes)
         {
             Ok(entries) => entries,
-            Err(StorageError::Compacted { .. }) => return Ok(false),
+            Err(StorageError::Compacted { .. }) => return self.send_snapshot(to),
             Err(e) => return Err(e),
         };
         if entries.is_empty() && !allow_empty {
@@ -177,6 +177,19 @@ impl<S: LogStore> Node<S> {
             leader_commit: self.log.committed(),
         };
         self.send(to, MessageBody::Append(append), SendAfter::Now);
+        Ok(true)
+    }
+
+    /// §7: the entries `to` needs are compacted; send the snapshot instead. The
+    /// member waits in the snapshot state until it answers or the attempt times out.
+    fn send_snapshot(&mut self, to: NodeId) -> Result<bool, StorageError> {
+        let snapshot = self.log.snapshot()?;
+        let now = self.leader_ticks;
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return Ok(false);
+        };
+        progress.become_snapshot(snapshot.index, now);
+        self.send(to, MessageBody::InstallSnapshot(snapshot), SendAfter::Now);
         Ok(true)
     }
 
@@ -227,7 +240,11 @@ impl<S: LogStore> Node<S> {
                 match progress.state {
                     ProgressState::Probe => progress.become_replicate(),
                     ProgressState::Replicate => progress.inflights.free_up_to(match_index),
-                    ProgressState::Snapshot => {}
+                    ProgressState::Snapshot => {
+                        if match_index >= progress.pending_snapshot {
+                            progress.become_probe();
+                        }
+                    }
                 }
                 // A new commit index travels with the next append or heartbeat; a
                 // message just for it would double the messages per write.
@@ -249,6 +266,15 @@ impl<S: LogStore> Node<S> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return Ok(());
         };
+        if progress.state == ProgressState::Snapshot
+            && self
+                .leader_ticks
+                .saturating_sub(progress.snapshot_sent_tick)
+                >= u64::from(self.config.election_timeout_ticks_min)
+        {
+            // The snapshot or its answer was lost: try again from probing.
+            progress.become_probe();
+        }
         progress.recent_active = true;
         progress.last_heard_tick = Some(self.leader_ticks);
         progress.probe_sent = false;

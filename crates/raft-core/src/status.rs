@@ -38,6 +38,8 @@ pub struct Status {
     pub last_index: LogIndex,
     /// The last index known durable on this member.
     pub persisted_index: LogIndex,
+    /// The index the log was last compacted to.
+    pub snapshot_index: LogIndex,
     /// On a leader, each other member's replication progress, by id.
     pub progress: Vec<PeerProgress>,
 }

@@ -22,6 +22,19 @@ pub struct HardState {
     pub commit: LogIndex,
 }
 
+/// What a snapshot covers: the log through `index` (whose entry has `term`), and the
+/// configuration in effect there. The snapshot's data (the state machine) is the
+/// application's; the protocol only needs this.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct SnapshotMeta {
+    /// The last log index the snapshot includes.
+    pub index: LogIndex,
+    /// The term of that entry.
+    pub term: Term,
+    /// The configuration in effect at `index`.
+    pub membership: Membership,
+}
+
 /// What a node starts from: its durable hard state and the membership its log
 /// (or snapshot) establishes.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
@@ -41,6 +54,11 @@ pub struct InitialState {
 pub trait LogStore {
     /// The durable hard state and membership, read once when a node starts.
     fn initial_state(&self) -> Result<InitialState, StorageError>;
+
+    /// The newest durable snapshot: what the log before [`LogStore::first_index`] was
+    /// compacted into. A store never compacted returns index 0, term 0 and the
+    /// initial membership.
+    fn snapshot(&self) -> Result<SnapshotMeta, StorageError>;
 
     /// The index of the first retained entry (1 for a log never compacted).
     fn first_index(&self) -> LogIndex;
@@ -120,6 +138,36 @@ impl MemoryLogStore {
         log.entries.extend_from_slice(entries);
     }
 
+    /// Compacts the log into the snapshot `meta` (made durable by the application):
+    /// entries through `meta.index` are dropped.
+    ///
+    /// # Panics
+    /// If `meta.index` is beyond the stored log or before the current snapshot.
+    pub fn compact(&self, meta: &SnapshotMeta) {
+        let mut log = self.inner.borrow_mut();
+        let last = log.offset.plus(log.entries.len() as u64);
+        assert!(
+            meta.index >= log.offset && meta.index <= last,
+            "compaction outside the stored log"
+        );
+        let drop = meta.index.distance_from(log.offset) as usize;
+        log.entries.drain(..drop);
+        log.offset = meta.index;
+        log.offset_term = meta.term;
+        log.membership = meta.membership.clone();
+    }
+
+    /// Replaces the whole log with the snapshot `meta` (a follower installing a
+    /// snapshot from its leader).
+    pub fn install_snapshot(&self, meta: &SnapshotMeta) {
+        let mut log = self.inner.borrow_mut();
+        log.entries.clear();
+        log.offset = meta.index;
+        log.offset_term = meta.term;
+        log.membership = meta.membership.clone();
+        log.hard_state.commit = log.hard_state.commit.max(meta.index);
+    }
+
     /// The durable hard state.
     pub fn hard_state(&self) -> HardState {
         self.inner.borrow().hard_state
@@ -150,6 +198,15 @@ impl LogStore for MemoryLogStore {
         let log = self.inner.borrow();
         Ok(InitialState {
             hard_state: log.hard_state,
+            membership: log.membership.clone(),
+        })
+    }
+
+    fn snapshot(&self) -> Result<SnapshotMeta, StorageError> {
+        let log = self.inner.borrow();
+        Ok(SnapshotMeta {
+            index: log.offset,
+            term: log.offset_term,
             membership: log.membership.clone(),
         })
     }

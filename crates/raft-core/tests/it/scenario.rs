@@ -305,6 +305,7 @@ impl Env {
             let result = match outcome.result {
                 ProposalResult::Committed => "committed",
                 ProposalResult::Dropped => "dropped",
+                ProposalResult::Unknown => "unknown",
             };
             let _ = writeln!(
                 out,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use raft_core::{
     Config, Entry, EntryId, EntryPayload, LogIndex, LogStore, Membership, MembershipChange,
     MemoryLogStore, Message, Mutation, Node, NodeId, Persist, ProposalResult, ReadMode, ReadState,
-    Role, Term,
+    Role, SnapshotMeta, Term,
 };
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -56,6 +56,8 @@ pub struct Faults {
     /// Per tick: chance the leader is asked for a membership change (add a spare as
     /// learner, promote a learner, remove a member).
     pub membership_per_mille: u64,
+    /// Per tick: chance a random member snapshots and compacts its log.
+    pub snapshot_per_mille: u64,
 }
 
 impl Faults {
@@ -76,6 +78,7 @@ impl Faults {
             read_per_mille: 0,
             transfer_per_mille: 0,
             membership_per_mille: 0,
+            snapshot_per_mille: 0,
         }
     }
 
@@ -96,6 +99,7 @@ impl Faults {
             read_per_mille: 200,
             transfer_per_mille: 10,
             membership_per_mille: 15,
+            snapshot_per_mille: 60,
         }
     }
 
@@ -112,8 +116,12 @@ impl Faults {
 #[derive(Clone, Debug)]
 enum Event {
     Tick(usize),
-    Deliver(Message),
-    DiskDone { node: usize, incarnation: u64 },
+    /// A message, with the snapshot data beside it for `InstallSnapshot`.
+    Deliver(Message, Option<Vec<Entry>>),
+    DiskDone {
+        node: usize,
+        incarnation: u64,
+    },
 }
 
 struct SimNode {
@@ -130,6 +138,10 @@ struct SimNode {
     last_commit: LogIndex,
     last_applied: LogIndex,
     was_leader_in: Option<Term>,
+    /// The durable snapshot's data: the entries it covers (the state machine).
+    snapshot_data: Vec<Entry>,
+    /// Snapshot data received with `InstallSnapshot` messages, by snapshot index.
+    incoming_snapshots: BTreeMap<LogIndex, Vec<Entry>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +149,8 @@ enum ProposalState {
     Pending(EntryPayload),
     Committed(EntryPayload),
     Dropped(EntryPayload),
+    /// The proposer's log was replaced by a snapshot covering it.
+    Unknown(EntryPayload),
 }
 
 /// One simulated cluster.
@@ -160,6 +174,12 @@ pub struct Cluster {
     applied: Vec<Entry>,
     proposals: BTreeMap<EntryId, ProposalState>,
     next_command: u64,
+    /// The configuration the cluster was started with.
+    initial_membership: Membership,
+    /// Snapshots taken by members (log compactions).
+    pub snapshots_taken: u64,
+    /// Snapshots installed by followers from their leader.
+    pub snapshots_installed: u64,
     /// Every member that was ever added (ids are never reused).
     ever_members: BTreeSet<NodeId>,
     /// The highest index of a proposal acknowledged committed so far.
@@ -238,6 +258,8 @@ impl Cluster {
                 last_commit: LogIndex(0),
                 last_applied: LogIndex(0),
                 was_leader_in: None,
+                snapshot_data: Vec::new(),
+                incoming_snapshots: BTreeMap::new(),
             });
             // Ticks are staggered so members do not move in lockstep.
             events.insert((rng.next_u64() % TICK, i as u64), Event::Tick(i));
@@ -261,6 +283,9 @@ impl Cluster {
             proposals: BTreeMap::new(),
             next_command: 0,
             ever_members: BTreeSet::new(),
+            initial_membership: initial.clone(),
+            snapshots_taken: 0,
+            snapshots_installed: 0,
             acknowledged_index: LogIndex(0),
             reads: BTreeMap::new(),
             next_read: 0,
@@ -294,9 +319,12 @@ impl Cluster {
         (self.tune)(&mut config);
         config.max_inflight_appends = 16;
         config.max_append_bytes = 4096;
+        config.applied_index = LogIndex(sim.snapshot_data.len() as u64);
         let node = Node::new(config, sim.store.clone()).expect("valid configuration");
-        sim.shadow = sim.store.all_entries();
-        sim.applied.clear();
+        sim.shadow = sim.snapshot_data.clone();
+        sim.shadow.extend(sim.store.all_entries());
+        sim.applied = sim.snapshot_data.clone();
+        sim.incoming_snapshots.clear();
         sim.last_term = node.term();
         sim.last_commit = LogIndex(0);
         sim.last_applied = LogIndex(0);
@@ -350,12 +378,17 @@ impl Cluster {
                     None => None,
                 }
             }
-            Event::Deliver(message) => {
+            Event::Deliver(message, snapshot_data) => {
                 let to = message.to.0 as usize - 1;
                 let from = message.from.0 as usize - 1;
                 if self.cut.contains(&(from, to)) {
                     None
                 } else {
+                    if let Some(data) = snapshot_data {
+                        self.nodes[to]
+                            .incoming_snapshots
+                            .insert(LogIndex(data.len() as u64), data);
+                    }
                     match self.nodes[to].node.as_mut() {
                         Some(node) => {
                             if let Err(e) = node.step(message) {
@@ -407,6 +440,20 @@ impl Cluster {
     fn complete_write(&mut self, i: usize) {
         let sim = &mut self.nodes[i];
         let persist = sim.disk.pop_front().expect("a write was in flight");
+        if let Some(meta) = &persist.snapshot {
+            // Install: the store takes the snapshot, the state machine its data.
+            let data = sim
+                .incoming_snapshots
+                .get(&meta.index)
+                .cloned()
+                .unwrap_or_default();
+            sim.store.install_snapshot(meta);
+            sim.snapshot_data = data.clone();
+            sim.applied = data;
+            sim.incoming_snapshots
+                .retain(|&index, _| index > meta.index);
+            self.snapshots_installed += 1;
+        }
         if let Some(hard_state) = persist.hard_state {
             sim.store.set_hard_state(hard_state);
         }
@@ -446,6 +493,20 @@ impl Cluster {
         if self.cut.contains(&(from, to)) || self.chance(self.faults.drop_per_mille) {
             return;
         }
+        let snapshot_data = match &message.body {
+            raft_core::MessageBody::InstallSnapshot(meta) => {
+                let data = self.nodes[from].snapshot_data.clone();
+                if data.len() as u64 != meta.index.0 {
+                    self.violation(format!(
+                        "node {} sent a snapshot it does not have: {meta:?}",
+                        from + 1
+                    ));
+                    return;
+                }
+                Some(data)
+            }
+            _ => None,
+        };
         let copies = if self.chance(self.faults.duplicate_per_mille) {
             2
         } else {
@@ -456,7 +517,10 @@ impl Cluster {
             if self.chance(self.faults.long_delay_per_mille) {
                 delay += self.range(0, self.faults.long_delay_units);
             }
-            self.schedule(self.now + delay, Event::Deliver(message.clone()));
+            self.schedule(
+                self.now + delay,
+                Event::Deliver(message.clone(), snapshot_data.clone()),
+            );
         }
     }
 
@@ -480,6 +544,9 @@ impl Cluster {
                 self.send(message);
             }
             if let Some(persist) = ready.persist {
+                if let Some(meta) = &persist.snapshot {
+                    self.record_snapshot_handed_out(i, meta.index);
+                }
                 self.record_handed_out(i, &persist.entries);
                 self.nodes[i].disk.push_back(persist);
                 if self.nodes[i].disk.len() == 1 {
@@ -505,6 +572,57 @@ impl Cluster {
                 self.record_read(i, read);
             }
         }
+    }
+
+    /// A follower replaces its log by a leader's snapshot: its data must be exactly the
+    /// committed prefix.
+    fn record_snapshot_handed_out(&mut self, i: usize, index: LogIndex) {
+        let Some(data) = self.nodes[i].incoming_snapshots.get(&index).cloned() else {
+            self.violation(format!(
+                "node {} installs snapshot {index} it never received",
+                i + 1
+            ));
+            return;
+        };
+        let n = data.len();
+        if n > self.committed.len() || self.committed[..n] != data[..] {
+            self.violation(format!(
+                "node {} installs snapshot {index} that is not the committed prefix",
+                i + 1
+            ));
+        }
+        self.nodes[i].shadow = data;
+    }
+
+    /// Node `i` snapshots its state machine at its applied index and compacts its log.
+    pub fn compact(&mut self, i: usize) {
+        let sim = &self.nodes[i];
+        let Some(node) = sim.node.as_ref() else {
+            return;
+        };
+        let index = sim.applied.len();
+        if index <= sim.snapshot_data.len() || index as u64 > node.status().persisted_index.0 {
+            return;
+        }
+        let term = sim.applied[index - 1].term;
+        let membership = sim
+            .applied
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                EntryPayload::Membership { membership, .. } => Some(membership.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.initial_membership.clone());
+        let meta = SnapshotMeta {
+            index: LogIndex(index as u64),
+            term,
+            membership,
+        };
+        let sim = &mut self.nodes[i];
+        sim.store.compact(&meta);
+        sim.snapshot_data = sim.applied[..index].to_vec();
+        self.snapshots_taken += 1;
     }
 
     fn record_handed_out(&mut self, i: usize, entries: &[Entry]) {
@@ -644,6 +762,9 @@ impl Cluster {
             (ProposalResult::Committed, Some(true)) => {
                 self.acknowledged_index = self.acknowledged_index.max(proposal.index);
                 self.proposals.insert(proposal, ProposalState::Committed(data));
+            }
+            (ProposalResult::Unknown, Some(_)) => {
+                self.proposals.insert(proposal, ProposalState::Unknown(data));
             }
             (ProposalResult::Dropped, Some(false)) => {
                 self.proposals.insert(proposal, ProposalState::Dropped(data));
@@ -915,6 +1036,10 @@ impl Cluster {
         {
             let to = self.range(0, n as u64 - 1) as usize;
             self.transfer(leader, to);
+        }
+        if self.chance(self.faults.snapshot_per_mille) {
+            let a = self.range(0, n as u64 - 1) as usize;
+            self.compact(a);
         }
         if self.chance(self.faults.membership_per_mille) {
             self.change_membership();
@@ -1194,7 +1319,11 @@ impl Cluster {
                     .leader()
                     .and_then(|l| self.status(l))
                     .is_some_and(|s| s.term > id.term);
-                if superseded || matches!(self.proposals.get(&id), Some(ProposalState::Dropped(_)))
+                if superseded
+                    || matches!(
+                        self.proposals.get(&id),
+                        Some(ProposalState::Dropped(_) | ProposalState::Unknown(_))
+                    )
                 {
                     final_proposal = None;
                 }
@@ -1289,6 +1418,7 @@ pub struct RunReport {
     pub committed: usize,
     pub reads_served: u64,
     pub membership_changes: usize,
+    pub snapshots_installed: u64,
     pub violations: Vec<String>,
 }
 
@@ -1309,6 +1439,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             committed: cluster.committed_proposals(),
             reads_served: cluster.reads_served,
             membership_changes: cluster.membership_entries_committed(),
+            snapshots_installed: cluster.snapshots_installed,
             violations: cluster.violations,
         }
     });
@@ -1323,6 +1454,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             committed: 0,
             reads_served: 0,
             membership_changes: 0,
+            snapshots_installed: 0,
             violations: vec![format!("panic: {message}")],
         }
     })
