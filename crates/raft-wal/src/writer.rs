@@ -293,10 +293,16 @@ impl Writer {
             }
             &Operation::Compact { first_index } => {
                 let snapshot_index = self.shared.snapshot().as_ref().map_or(0, |meta| meta.index);
-                if first_index < tentative.first_index || first_index > tentative.last_index + 1 {
+                if first_index < tentative.first_index {
                     return reject(Rejection::BeforeFirstIndex {
                         index: first_index,
                         first_index: tentative.first_index,
+                    });
+                }
+                if first_index > tentative.last_index + 1 {
+                    return reject(Rejection::Gap {
+                        first: first_index,
+                        last_index: tentative.last_index,
                     });
                 }
                 if first_index > snapshot_index + 1 {

@@ -277,3 +277,56 @@ fn concurrent_appenders_share_syncs() {
             .all(|(i, e)| e.index == i as u64 + 1 && e.payload == entry(e.index, 1).payload)
     );
 }
+
+#[test]
+fn payloads_read_from_mapped_segments_outlive_their_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        segment_size_bytes: 16 * 1024,
+        segment_preparation: SegmentPreparation::Background,
+    };
+    let wal = Wal::open(dir.path(), options).unwrap();
+    for start in (1..=600).step_by(10) {
+        wal.append(unit(start..=start + 9, 1, None)).unwrap();
+    }
+    // Entry 5 lives in a sealed segment: its payload is a slice of the map.
+    let held = wal.entries(5, 6, u64::MAX).unwrap().remove(0);
+    let mut writer = wal.snapshot_writer(500, 1, Bytes::new()).unwrap();
+    std::io::Write::write_all(&mut writer, b"state").unwrap();
+    writer.finish().unwrap();
+    wal.compact(501).unwrap();
+    drop(wal);
+    // The segments are gone (deleted by the preparer before it stopped) ...
+    let wal = Wal::open(dir.path(), options).unwrap();
+    assert_eq!(wal.first_index(), 501);
+    let segments = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    assert!(segments <= 4, "{segments} segments left after compaction");
+    // ... and the payload read before stays valid.
+    assert_eq!(held.payload, entry(5, 1).payload);
+}
+
+#[test]
+fn completions_can_be_polled_and_waited_with_a_timeout() {
+    let storage = FaultyStorage::new();
+    let wal = common::open(&storage, common::small_options()).unwrap();
+    let completion = wal.submit(unit(1..=2, 1, None));
+    // Either outcome of the timed wait is fine; the result must be the same.
+    let outcome = match completion.wait_timeout(std::time::Duration::from_millis(1)) {
+        Ok(outcome) => outcome,
+        Err(pending) => pending.wait(),
+    };
+    assert_eq!(outcome.unwrap().last_index, 2);
+    let polled = wal.submit(unit(3..=3, 1, None));
+    let outcome = loop {
+        if let Some(outcome) = polled.try_take() {
+            break outcome;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(outcome.unwrap().last_index, 3);
+    assert_eq!(
+        wal.append(AppendUnit::default()).unwrap().last_index,
+        3,
+        "an empty unit is a no-op"
+    );
+}

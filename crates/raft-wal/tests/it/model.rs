@@ -201,7 +201,7 @@ fn write_snapshot(wal: &Wal, index: u64, term: u64) -> raft_wal::Result<()> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_and_crashes_match_the_model(ops in proptest::collection::vec(op(), 1..60)) {
