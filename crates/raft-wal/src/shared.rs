@@ -289,7 +289,18 @@ pub(crate) fn prepare_segment(
     let mut first = vec![0u8; first_len];
     first[..SEGMENT_HEADER_LEN].copy_from_slice(&header.encode());
     file.write_all_at(&first, 0).map_err(io(&temporary))?;
-    write_zeros(file.as_ref(), first_len as u64, segment_size_bytes).map_err(io(&temporary))?;
+    // Large segments are flushed in slices, so that no single huge writeback stalls
+    // the commit path's syncs on the same disk.
+    const SLICE_BYTES: u64 = 8 << 20;
+    let mut written = first_len as u64;
+    while written < segment_size_bytes {
+        let end = (written + SLICE_BYTES).min(segment_size_bytes);
+        write_zeros(file.as_ref(), written, end).map_err(io(&temporary))?;
+        written = end;
+        if written < segment_size_bytes {
+            file.sync_data().map_err(io(&temporary))?;
+        }
+    }
     file.sync_data().map_err(io(&temporary))?;
     storage.rename(&temporary, &path).map_err(io(&temporary))?;
     storage.sync_dir(wal_dir).map_err(io(wal_dir))?;
