@@ -1,3 +1,5 @@
 //! The replicated key-value service: `raftd` and `raftctl` join raft-core,
 //! raft-wal and raft-transport behind an HTTP API with Prometheus metrics.
 #![forbid(unsafe_code)]
+
+pub mod api;
