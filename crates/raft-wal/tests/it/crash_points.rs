@@ -155,12 +155,14 @@ fn every_crash_point_recovers_an_acknowledged_prefix() {
             CrashMode::TearLast { seed: k ^ 0xFFFF },
         ]
     };
+    let mut crashed_in_step = vec![0u32; steps.len() + 1];
     for k in 0..=total {
         for mode in modes(k) {
             let storage = FaultyStorage::new();
             let wal = common::open(&storage, common::small_options()).unwrap();
             storage.stop_after(k);
             let acked = run_until_failure(&wal, &steps);
+            crashed_in_step[acked] += 1;
             drop(wal);
             storage.crash(mode);
             check_recovery(
@@ -170,7 +172,13 @@ fn every_crash_point_recovers_an_acknowledged_prefix() {
                 &format!("crash after op {k} ({mode:?}), {acked} steps acked"),
             );
         }
-    }
+    } // Every step was interrupted by some crash point (the last entry counts runs
+    // that completed).
+    eprintln!("{crashed_in_step:?} over {total} operations");
+    assert!(
+        crashed_in_step.iter().all(|&runs| runs > 0),
+        "{crashed_in_step:?} over {total} operations"
+    );
 }
 
 #[test]
@@ -200,6 +208,39 @@ fn crashes_during_recovery_are_recoverable() {
                 &states,
                 acked,
                 &format!("crash after op {k}, recovery crash after {j}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn crash_points_with_background_preparation_recover_an_acknowledged_prefix() {
+    // The preparer thread interleaves its I/O with the writer's, so operation k is
+    // not the same from run to run; the property must hold for every interleaving.
+    let steps = scenario();
+    let states = model_states(&steps);
+    let options = raft_wal::WalOptions {
+        segment_preparation: raft_wal::SegmentPreparation::Background,
+        ..common::small_options()
+    };
+    for k in (0..100).step_by(2) {
+        for mode in [CrashMode::DropUnsynced, CrashMode::TearLast { seed: k }] {
+            let storage = FaultyStorage::new();
+            let wal = Wal::open_with(
+                std::sync::Arc::new(storage.clone()),
+                common::data_dir(),
+                options,
+            )
+            .unwrap();
+            storage.stop_after(k);
+            let acked = run_until_failure(&wal, &steps);
+            drop(wal);
+            storage.crash(mode);
+            check_recovery(
+                &storage,
+                &states,
+                acked,
+                &format!("background, crash after op {k} ({mode:?})"),
             );
         }
     }
