@@ -93,7 +93,8 @@ impl<T> Completion<T> {
         outcome.ok_or(self)
     }
 
-    /// Takes the outcome if it is known, without blocking.
+    /// Takes the outcome if it is known, without blocking. The outcome is delivered
+    /// once: after this returned `Some`, do not wait on the completion again.
     pub fn try_take(&self) -> Option<Result<T>> {
         self.slot
             .value

@@ -144,7 +144,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         storage: Arc<dyn Storage>,
         wal_dir: PathBuf,
