@@ -3,3 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod client;
+pub mod kv;
+pub mod linearizability;

@@ -1,0 +1,1 @@
+//! An HTTP client for the API, shared by `raftctl` and `raft-bench`.
