@@ -42,6 +42,9 @@ pub struct TransportConfig {
     /// `net.core.rmem_max`/`wmem_max`; 0 keeps the system default. Larger buffers
     /// avoid packet loss under bursts of appends at the price of queueing delay.
     pub socket_buffer_bytes: usize,
+    /// The largest UDP payload path MTU discovery tries (quinn's default is 1452, an
+    /// Ethernet frame; raise it on networks with jumbo frames or on loopback).
+    pub max_udp_payload_bytes: u16,
     /// How often an idle connection sends a QUIC keep-alive.
     pub keep_alive_interval: Duration,
     /// A connection silent this long is dead (dead-peer detection).
@@ -90,6 +93,7 @@ impl TransportConfig {
             incoming_queue_messages: 4096,
             write_batch_bytes: 256 * 1024,
             socket_buffer_bytes: 0,
+            max_udp_payload_bytes: 65527,
             keep_alive_interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             reconnect_backoff_min: Duration::from_millis(50),

@@ -422,6 +422,11 @@ fn quic_transport_config(config: &TransportConfig) -> quinn::TransportConfig {
     // member buffer: each reader holds at most one frame.
     quic.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
     quic.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
+    // Path MTU discovery searches up to this payload size; probing beyond the real
+    // path's MTU is harmless (the probes are lost and discovery settles lower).
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(config.max_udp_payload_bytes.max(1200));
+    quic.mtu_discovery_config(Some(mtu));
     quic.keep_alive_interval(Some(config.keep_alive_interval));
     // An idle timeout beyond QUIC's range falls back to quinn's default.
     if let Ok(timeout) = quinn::IdleTimeout::try_from(config.idle_timeout) {
