@@ -224,6 +224,13 @@ pub enum TransportError {
         /// The id the certificate carries, if any.
         found: Option<NodeId>,
     },
+    /// This member's own certificate does not chain to the configured CA (or lacks
+    /// the server or client authentication usage), so every peer would refuse it.
+    #[error("own certificate is not valid under the configured CA: {source}")]
+    OwnCertificateUntrusted {
+        /// Why the chain was rejected.
+        source: rustls::Error,
+    },
     /// rustls refused the configuration (key does not match, no cipher suite, ...).
     #[error("TLS configuration: {source}")]
     Tls {

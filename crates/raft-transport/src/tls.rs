@@ -439,10 +439,31 @@ impl TlsContext {
         let anchor = webpki::anchor_from_trusted_cert(&identity.ca)
             .map_err(|source| TransportError::InvalidCa { source })?
             .to_owned();
+        let provider = provider();
+        // Peers would refuse a certificate that does not chain to the CA for both
+        // roles: say so at startup instead of through every failed handshake.
+        let (end_entity, intermediates) = identity
+            .chain
+            .split_first()
+            .expect("a parsed identity holds at least one certificate");
+        for usage in [
+            webpki::KeyUsage::server_auth(),
+            webpki::KeyUsage::client_auth(),
+        ] {
+            verify_chain(
+                &anchor,
+                &provider.signature_verification_algorithms,
+                end_entity,
+                intermediates,
+                UnixTime::now(),
+                usage,
+            )
+            .map_err(|source| TransportError::OwnCertificateUntrusted { source })?;
+        }
         Ok(TlsContext {
             identity,
             anchor,
-            provider: provider(),
+            provider,
             refusals,
         })
     }

@@ -180,3 +180,32 @@ async fn a_removed_member_is_refused_afterwards() {
             >= 1
     );
 }
+
+#[tokio::test]
+async fn a_member_whose_own_certificate_is_not_from_the_ca_does_not_start() {
+    let pki = crate::support::Pki::new(&[1]);
+    let other = DevCa::generate("another CA").unwrap();
+    let foreign = other.member(NodeId(1), &[]).unwrap();
+    let identity = raft_transport::TlsIdentity::from_pem(
+        &pki.ca.cert_pem(),
+        &foreign.cert_pem,
+        &foreign.key_pem,
+    )
+    .unwrap();
+    let mut config = config(&pki, NodeId(1));
+    config.tls = identity;
+    assert!(matches!(
+        Transport::start(config),
+        Err(raft_transport::TransportError::OwnCertificateUntrusted { .. })
+    ));
+    // And a certificate naming another member than the configured id.
+    let mut config = crate::support::config(&pki, NodeId(1));
+    config.id = NodeId(2);
+    assert!(matches!(
+        Transport::start(config),
+        Err(raft_transport::TransportError::OwnCertificateId {
+            expected: NodeId(2),
+            found: Some(NodeId(1))
+        })
+    ));
+}

@@ -1,1 +1,0 @@
-//! An HTTP client for the API, shared by `raftctl` and `raft-bench`.
