@@ -10,7 +10,11 @@
 //!
 //! Commands (ids are bare numbers; `term/index` names a log position):
 //!
-//! - `add-nodes 3 [pre-vote=false] [check-quorum=false]`: members 1..=3 on fresh stores.
+//! - `add-nodes 3 [pre-vote=false] [check-quorum=false] [joining=true]`: members 1..=3
+//!   on fresh stores. With `joining=true` the new members start outside the
+//!   configuration (an empty membership): they never campaign and learn the cluster
+//!   only from the leader (its log or its snapshot).
+//! - `reset`: forget every member and message (a new cluster in the same script).
 //! - `set-log <id> terms=(1,1,2)`: replace the member's durable log with entries of
 //!   those terms (hard state term = the last one, no vote), then restart it.
 //! - `tick <id> [count=N]`: N ticks (default 1).
@@ -27,17 +31,32 @@
 //!   only the given members; messages to the others stay queued) until quiet.
 //! - `partition <id>...` / `heal`: the listed members on one side, the rest on the other.
 //! - `crash <id>`: lose its pending writes and restart it from its store.
-//! - `status <id>`, `log <id>` (the durable store: hard state and entries).
+//! - `status <id>`, `log <id>` (the durable store: snapshot, hard state and entries),
+//!   `membership <id>` (the configuration in effect on the member).
+//! - `read-index <id> req=<n> [mode=quorum|lease]`: `Node::read_index`; the answer
+//!   shows up in a later `process-ready` as `read <req> at <index>` (or `retry`).
+//! - `transfer-leader <id> to=<n>`: `Node::transfer_leadership`.
+//! - `add-learner <id> node=<n>`, `promote <id> node=<n>`, `remove <id> node=<n>`,
+//!   `replace <id> voters=(...) [learners=(...)]`: `Node::propose_membership_change`.
+//! - `compact <id> index=<n>`: the application snapshots its state machine at the
+//!   applied index n (with the configuration in effect there) and compacts the store
+//!   through it (`MemoryLogStore::compact`).
+//!
+//! A persist batch that carries a snapshot (`persist: snapshot t/i ...`) is
+//! installed into the store (`MemoryLogStore::install_snapshot`) before its hard
+//! state and entries are written.
 //!
 //! Role and term changes caused by a command are printed as `n<id>: <role> term=<t>`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write;
 
+use bytes::Bytes;
 use datadriven::TestCase;
 use raft_core::{
-    AppendResponse, Config, Entry, EntryPayload, HardState, LogIndex, Membership, MemoryLogStore,
-    Message, MessageBody, Node, NodeId, Persist, ProposalResult, Ready, Role, Term,
+    AppendResponse, Config, Entry, EntryId, EntryPayload, HardState, LogIndex, LogStore,
+    Membership, MembershipChange, MemoryLogStore, Message, MessageBody, Node, NodeId, Persist,
+    ProposalResult, ReadMode, Ready, Role, SnapshotMeta, Term,
 };
 
 #[test]
@@ -97,14 +116,8 @@ impl Env {
             "propose" => {
                 let data = words(case).into_iter().next().expect("propose <id> <data>");
                 for id in &ids {
-                    match self.member(*id).node.propose(data.clone().into()) {
-                        Ok(entry) => {
-                            let _ = writeln!(self.out, "proposed {}/{}", entry.term, entry.index);
-                        }
-                        Err(e) => {
-                            let _ = writeln!(self.out, "error: {e}");
-                        }
-                    }
+                    let result = self.member(*id).node.propose(data.clone().into());
+                    self.report_proposal(result);
                 }
             }
             "process-ready" => {
@@ -166,6 +179,72 @@ impl Env {
                     self.log(*id);
                 }
             }
+            "membership" => {
+                for id in &ids {
+                    let membership = fmt_membership(self.member(*id).node.membership());
+                    let _ = writeln!(self.out, "n{id}: {membership}");
+                }
+            }
+            "reset" => {
+                *self = Env::default();
+                let _ = writeln!(self.out, "reset");
+            }
+            "read-index" => {
+                let request_id: u64 = named(case, "req").expect("read-index <id> req=<n>");
+                let mode = match named::<String>(case, "mode").as_deref() {
+                    None | Some("quorum") => ReadMode::Quorum,
+                    Some("lease") => ReadMode::Lease,
+                    Some(other) => panic!("unknown read mode {other}"),
+                };
+                for id in &ids {
+                    let result = self.member(*id).node.read_index(request_id, mode);
+                    self.report(*id, result);
+                }
+            }
+            "transfer-leader" => {
+                let to: u64 = named(case, "to").expect("transfer-leader <id> to=<n>");
+                for id in &ids {
+                    let result = self.member(*id).node.transfer_leadership(NodeId(to));
+                    self.report(*id, result);
+                }
+            }
+            "add-learner" | "promote" | "remove" | "replace" => {
+                let directive = case.directive.clone();
+                let change = match directive.as_str() {
+                    "replace" => {
+                        let voters: Vec<u64> = case.take_args("voters").expect("voters=(...)");
+                        let learners: Vec<u64> = case
+                            .try_take_args("learners")
+                            .expect("learners=(...)")
+                            .unwrap_or_default();
+                        MembershipChange::Replace {
+                            voters: voters.into_iter().map(NodeId).collect(),
+                            learners: learners.into_iter().map(NodeId).collect(),
+                        }
+                    }
+                    directive => {
+                        let node = NodeId(named(case, "node").expect("node=<n>"));
+                        match directive {
+                            "add-learner" => MembershipChange::AddLearner(node),
+                            "promote" => MembershipChange::Promote(node),
+                            _ => MembershipChange::Remove(node),
+                        }
+                    }
+                };
+                for id in &ids {
+                    let result = self
+                        .member(*id)
+                        .node
+                        .propose_membership_change(change.clone(), Bytes::new());
+                    self.report_proposal(result);
+                }
+            }
+            "compact" => {
+                let index: u64 = named(case, "index").expect("compact <id> index=<n>");
+                for id in &ids {
+                    self.compact(*id, LogIndex(index));
+                }
+            }
             other => panic!("unknown command {other}"),
         }
         self.note_role_changes();
@@ -200,14 +279,31 @@ impl Env {
         }
     }
 
+    fn report_proposal(&mut self, result: Result<EntryId, raft_core::Error>) {
+        match result {
+            Ok(entry) => {
+                let _ = writeln!(self.out, "proposed {}/{}", entry.term, entry.index);
+            }
+            Err(e) => {
+                let _ = writeln!(self.out, "error: {e}");
+            }
+        }
+    }
+
     fn add_nodes(&mut self, case: &mut TestCase, ids: &[u64]) {
         let count = *ids.first().expect("add-nodes <count>");
         let pre_vote: bool = named(case, "pre-vote").unwrap_or(true);
         let check_quorum: bool = named(case, "check-quorum").unwrap_or(true);
+        let joining: bool = named(case, "joining").unwrap_or(false);
         let first = self.members.len() as u64 + 1;
         let all: Vec<NodeId> = (1..first + count).map(NodeId).collect();
+        let membership = if joining {
+            Membership::default()
+        } else {
+            Membership::with_voters(all.iter().copied())
+        };
         for id in first..first + count {
-            let store = MemoryLogStore::new(Membership::with_voters(all.iter().copied()));
+            let store = MemoryLogStore::new(membership.clone());
             let mut config = Config::new(NodeId(id));
             config.pre_vote = pre_vote;
             config.check_quorum = check_quorum;
@@ -222,11 +318,15 @@ impl Env {
                 },
             );
         }
-        let _ = writeln!(
+        let _ = write!(
             self.out,
             "added {:?} pre-vote={pre_vote} check-quorum={check_quorum}",
             (first..first + count).collect::<Vec<_>>()
         );
+        if joining {
+            self.out.push_str(" outside the configuration");
+        }
+        self.out.push('\n');
     }
 
     fn set_log(&mut self, case: &mut TestCase, ids: &[u64]) {
@@ -289,7 +389,8 @@ impl Env {
             let hs = persist.hard_state.map_or("-".to_string(), fmt_hard_state);
             let _ = writeln!(
                 out,
-                "  persist: hard-state {hs} entries [{}]",
+                "  persist: {}hard-state {hs} entries [{}]",
+                fmt_persist_snapshot(persist.snapshot.as_ref()),
                 fmt_entries(&persist.entries)
             );
             for m in &persist.messages {
@@ -331,6 +432,9 @@ impl Env {
                 let _ = writeln!(self.out, "  (no pending write)");
                 return;
             };
+            if let Some(snapshot) = &persist.snapshot {
+                member.store.install_snapshot(snapshot);
+            }
             if let Some(hard_state) = persist.hard_state {
                 member.store.set_hard_state(hard_state);
             }
@@ -338,7 +442,8 @@ impl Env {
             let result = member.node.on_persisted(persist.ack);
             let hs = persist.hard_state.map_or("-".to_string(), fmt_hard_state);
             let mut line = format!(
-                "  durable: hard-state {hs} entries [{}]",
+                "  durable: {}hard-state {hs} entries [{}]",
+                fmt_persist_snapshot(persist.snapshot.as_ref()),
                 fmt_entries(&persist.entries)
             );
             let _ = write!(
@@ -445,6 +550,10 @@ impl Env {
             s.last_index,
             s.persisted_index,
         );
+        if s.snapshot_index > LogIndex(0) {
+            out.pop();
+            let _ = writeln!(out, " snapshot={}", s.snapshot_index);
+        }
         for p in &s.progress {
             let _ = writeln!(
                 out,
@@ -459,9 +568,54 @@ impl Env {
         let member = self.member(id);
         let hs = fmt_hard_state(member.store.hard_state());
         let entries = fmt_entries(&member.store.all_entries());
+        let snapshot = if member.store.first_index() > LogIndex(1) {
+            let meta = member.store.snapshot().expect("memory store");
+            fmt_persist_snapshot(Some(&meta))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             self.out,
-            "n{id} durable: hard-state {hs} entries [{entries}]"
+            "n{id} durable: {snapshot}hard-state {hs} entries [{entries}]"
+        );
+    }
+
+    /// The application snapshots its state at the applied `index`, with the
+    /// configuration in effect there, and compacts the store through it.
+    fn compact(&mut self, id: u64, index: LogIndex) {
+        let member = self.member(id);
+        let applied = member.node.status().applied_index;
+        let store = member.store.clone();
+        let base = store.snapshot().expect("memory store");
+        if index > applied || index <= base.index {
+            let _ = writeln!(
+                self.out,
+                "n{id} cannot compact through {index} (applied={applied} snapshot={})",
+                base.index
+            );
+            return;
+        }
+        let mut membership = base.membership;
+        let entries = store
+            .entries(store.first_index(), index.next(), u64::MAX)
+            .expect("applied entries are durable");
+        for entry in &entries {
+            if let EntryPayload::Membership { membership: m, .. } = &entry.payload {
+                membership = m.clone();
+            }
+        }
+        let meta = SnapshotMeta {
+            index,
+            term: store.term(index).expect("applied entries are durable"),
+            membership,
+        };
+        store.compact(&meta);
+        let _ = writeln!(
+            self.out,
+            "n{id} compacted through {}/{} ({})",
+            meta.term,
+            meta.index,
+            fmt_membership(&meta.membership)
         );
     }
 }
@@ -522,8 +676,38 @@ fn fmt_entry(e: &Entry) -> String {
         EntryPayload::Command(data) => {
             format!("{}/{} {}", e.term, e.index, String::from_utf8_lossy(data))
         }
+        EntryPayload::Membership { membership, .. } => {
+            format!("{}/{} CONF {}", e.term, e.index, fmt_membership(membership))
+        }
         _ => format!("{}/{} EMPTY", e.term, e.index),
     }
+}
+
+fn fmt_ids(ids: &BTreeSet<NodeId>) -> String {
+    let ids: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+    format!("({})", ids.join(","))
+}
+
+/// `voters=(..)`, then `outgoing=(..)` in a joint configuration and `learners=(..)`
+/// if there are any.
+fn fmt_membership(m: &Membership) -> String {
+    let mut out = format!("voters={}", fmt_ids(&m.voters));
+    if !m.voters_outgoing.is_empty() {
+        let _ = write!(out, " outgoing={}", fmt_ids(&m.voters_outgoing));
+    }
+    if !m.learners.is_empty() {
+        let _ = write!(out, " learners={}", fmt_ids(&m.learners));
+    }
+    out
+}
+
+fn fmt_snapshot(s: &SnapshotMeta) -> String {
+    format!("{}/{} {}", s.term, s.index, fmt_membership(&s.membership))
+}
+
+/// `snapshot t/i voters=(..) ` before a persist line's hard state, if it has one.
+fn fmt_persist_snapshot(s: Option<&SnapshotMeta>) -> String {
+    s.map_or(String::new(), |s| format!("snapshot {} ", fmt_snapshot(s)))
 }
 
 fn fmt_entries(entries: &[Entry]) -> String {
@@ -565,6 +749,24 @@ fn fmt_message(m: &Message) -> String {
         }) => format!("AppResp rejected={rejected_index} hint={hint_term}/{hint_index}"),
         MessageBody::Heartbeat(h) => format!("Heartbeat commit={}", h.leader_commit),
         MessageBody::HeartbeatResponse => "HeartbeatResp".to_string(),
+        MessageBody::ReadHeartbeat(h) => {
+            format!(
+                "ReadHeartbeat commit={} seq={}",
+                h.leader_commit, h.sequence
+            )
+        }
+        MessageBody::ReadHeartbeatResponse(r) => format!("ReadHeartbeatResp seq={}", r.sequence),
+        MessageBody::ReadIndex(r) => format!("ReadIndex req={}", r.request_id),
+        MessageBody::ReadIndexResponse(r) => format!(
+            "ReadIndexResp req={} index={}",
+            r.request_id,
+            r.index.map_or("retry".to_string(), |i| i.to_string())
+        ),
+        MessageBody::TimeoutNow => "TimeoutNow".to_string(),
+        MessageBody::TransferVote(r) => {
+            format!("TransferVote last={}/{}", r.last_log_term, r.last_log_index)
+        }
+        MessageBody::InstallSnapshot(s) => format!("InstallSnapshot {}", fmt_snapshot(s)),
         other => format!("{other:?}"),
     };
     format!("{}->{} term={} {body}", m.from.0, m.to.0, m.term)
