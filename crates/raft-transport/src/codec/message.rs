@@ -3,16 +3,18 @@
 //! Tags are never reused: a retired variant's tag stays reserved.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::BTreeSet;
+
 use raft_core::{
-    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogIndex, Message, MessageBody,
-    NodeId, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogIndex, Membership, Message,
+    MessageBody, NodeId, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse,
+    SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 
 use super::{Reader, begin_frame, check_version, finish_frame};
 use crate::error::TransportError;
 
-/// Message tags (docs/wire-format.md, "Messages"). 9..=15 are reserved for the
-/// snapshot, TimeoutNow and read-index messages raft-core will add.
+/// Message tags (docs/wire-format.md, "Messages").
 mod tag {
     pub(super) const PRE_VOTE: u8 = 1;
     pub(super) const PRE_VOTE_RESPONSE: u8 = 2;
@@ -22,12 +24,20 @@ mod tag {
     pub(super) const APPEND_RESPONSE: u8 = 6;
     pub(super) const HEARTBEAT: u8 = 7;
     pub(super) const HEARTBEAT_RESPONSE: u8 = 8;
+    pub(super) const READ_HEARTBEAT: u8 = 9;
+    pub(super) const READ_HEARTBEAT_RESPONSE: u8 = 10;
+    pub(super) const READ_INDEX: u8 = 11;
+    pub(super) const READ_INDEX_RESPONSE: u8 = 12;
+    pub(super) const TIMEOUT_NOW: u8 = 13;
+    pub(super) const TRANSFER_VOTE: u8 = 14;
+    pub(super) const INSTALL_SNAPSHOT: u8 = 15;
 }
 
 /// Entry payload tags.
 mod payload_tag {
     pub(super) const EMPTY: u8 = 0;
     pub(super) const COMMAND: u8 = 1;
+    pub(super) const MEMBERSHIP: u8 = 2;
 }
 
 /// Append response kinds.
@@ -73,26 +83,42 @@ pub fn encode_message(message: &Message, out: &mut BytesMut) -> Result<(), Trans
 /// included (an estimate for kinds without an encoding).
 pub fn encoded_len(message: &Message) -> usize {
     let body = match &message.body {
-        MessageBody::PreVote(_) | MessageBody::Vote(_) => 16,
+        MessageBody::PreVote(_) | MessageBody::Vote(_) | MessageBody::TransferVote(_) => 16,
         MessageBody::PreVoteResponse(_) | MessageBody::VoteResponse(_) => 1,
         MessageBody::Append(append) => {
-            8 * 3
-                + 4
-                + append
-                    .entries
-                    .iter()
-                    .map(|entry| match &entry.payload {
-                        EntryPayload::Command(data) => MIN_ENTRY_BYTES + 4 + data.len(),
-                        _ => MIN_ENTRY_BYTES,
-                    })
-                    .sum::<usize>()
+            8 * 3 + 4 + append.entries.iter().map(entry_len).sum::<usize>()
         }
         MessageBody::AppendResponse(AppendResponse::Accepted { .. }) => 1 + 8,
         MessageBody::AppendResponse(AppendResponse::Rejected { .. }) => 1 + 8 * 3,
         MessageBody::Heartbeat(_) => 8,
+        MessageBody::ReadHeartbeat(_) => 16,
+        MessageBody::ReadHeartbeatResponse(_) | MessageBody::ReadIndex(_) => 8,
+        MessageBody::ReadIndexResponse(response) => {
+            8 + 1 + 8 * usize::from(response.index.is_some())
+        }
+        MessageBody::InstallSnapshot(meta) => 16 + membership_len(&meta.membership),
         _ => 0,
     };
     super::LENGTH_PREFIX_BYTES + HEADER_BYTES + body
+}
+
+fn entry_len(entry: &Entry) -> usize {
+    MIN_ENTRY_BYTES
+        + match &entry.payload {
+            EntryPayload::Command(data) => 4 + data.len(),
+            EntryPayload::Membership {
+                membership,
+                context,
+            } => membership_len(membership) + 4 + context.len(),
+            _ => 0,
+        }
+}
+
+fn membership_len(membership: &Membership) -> usize {
+    3 * 4
+        + 8 * (membership.voters.len()
+            + membership.voters_outgoing.len()
+            + membership.learners.len())
 }
 
 /// Decodes one frame (without its length prefix). Entry payloads are slices of
@@ -145,6 +171,38 @@ fn encode_body(body: &MessageBody, out: &mut BytesMut) -> Result<u8, TransportEr
             tag::HEARTBEAT
         }
         MessageBody::HeartbeatResponse => tag::HEARTBEAT_RESPONSE,
+        MessageBody::ReadHeartbeat(heartbeat) => {
+            out.put_u64_le(heartbeat.leader_commit.0);
+            out.put_u64_le(heartbeat.sequence);
+            tag::READ_HEARTBEAT
+        }
+        MessageBody::ReadHeartbeatResponse(response) => {
+            out.put_u64_le(response.sequence);
+            tag::READ_HEARTBEAT_RESPONSE
+        }
+        MessageBody::ReadIndex(request) => {
+            out.put_u64_le(request.request_id);
+            tag::READ_INDEX
+        }
+        MessageBody::ReadIndexResponse(response) => {
+            out.put_u64_le(response.request_id);
+            out.put_u8(u8::from(response.index.is_some()));
+            if let Some(index) = response.index {
+                out.put_u64_le(index.0);
+            }
+            tag::READ_INDEX_RESPONSE
+        }
+        MessageBody::TimeoutNow => tag::TIMEOUT_NOW,
+        MessageBody::TransferVote(request) => {
+            encode_vote_request(request, out);
+            tag::TRANSFER_VOTE
+        }
+        MessageBody::InstallSnapshot(meta) => {
+            out.put_u64_le(meta.index.0);
+            out.put_u64_le(meta.term.0);
+            encode_membership(&meta.membership, out)?;
+            tag::INSTALL_SNAPSHOT
+        }
         other => {
             return Err(TransportError::UnencodableMessage { kind: other.kind() });
         }
@@ -168,6 +226,30 @@ fn decode_body(tag: u8, reader: &mut Reader) -> Result<MessageBody, TransportErr
             leader_commit: LogIndex(reader.u64("leader_commit")?),
         }),
         tag::HEARTBEAT_RESPONSE => MessageBody::HeartbeatResponse,
+        tag::READ_HEARTBEAT => MessageBody::ReadHeartbeat(ReadHeartbeat {
+            leader_commit: LogIndex(reader.u64("leader_commit")?),
+            sequence: reader.u64("sequence")?,
+        }),
+        tag::READ_HEARTBEAT_RESPONSE => MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse {
+            sequence: reader.u64("sequence")?,
+        }),
+        tag::READ_INDEX => MessageBody::ReadIndex(ReadIndexRequest {
+            request_id: reader.u64("request_id")?,
+        }),
+        tag::READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse(ReadIndexResponse {
+            request_id: reader.u64("request_id")?,
+            index: match reader.bool("has read index")? {
+                true => Some(LogIndex(reader.u64("read index")?)),
+                false => None,
+            },
+        }),
+        tag::TIMEOUT_NOW => MessageBody::TimeoutNow,
+        tag::TRANSFER_VOTE => MessageBody::TransferVote(decode_vote_request(reader)?),
+        tag::INSTALL_SNAPSHOT => MessageBody::InstallSnapshot(SnapshotMeta {
+            index: LogIndex(reader.u64("snapshot index")?),
+            term: Term(reader.u64("snapshot term")?),
+            membership: decode_membership(reader)?,
+        }),
         tag => return Err(TransportError::UnknownMessageTag { tag }),
     })
 }
@@ -207,6 +289,14 @@ fn encode_append(append: &AppendRequest, out: &mut BytesMut) -> Result<(), Trans
                 out.put_u32_le(len);
                 out.put_slice(data);
             }
+            EntryPayload::Membership {
+                membership,
+                context,
+            } => {
+                out.put_u8(payload_tag::MEMBERSHIP);
+                encode_membership(membership, out)?;
+                put_bytes("membership context", context, out)?;
+            }
             _ => {
                 return Err(TransportError::UnencodableMessage {
                     kind: "append (entry payload kind)",
@@ -238,6 +328,10 @@ fn decode_append(reader: &mut Reader) -> Result<AppendRequest, TransportError> {
         let payload = match reader.u8("payload tag")? {
             payload_tag::EMPTY => EntryPayload::Empty,
             payload_tag::COMMAND => EntryPayload::Command(reader.bytes("command")?),
+            payload_tag::MEMBERSHIP => EntryPayload::Membership {
+                membership: decode_membership(reader)?,
+                context: reader.bytes("membership context")?,
+            },
             tag => return Err(TransportError::UnknownPayloadTag { tag }),
         };
         entries.push(Entry {
@@ -290,236 +384,73 @@ fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, Transpo
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::codec::{DEFAULT_MAX_FRAME_BYTES, FrameSplitter, decode_all};
-    use proptest::prelude::*;
-
-    fn message(body: MessageBody) -> Message {
-        Message {
-            from: NodeId(1),
-            to: NodeId(2),
-            term: Term(7),
-            body,
-        }
-    }
-
-    fn round_trip(original: &Message) -> Message {
-        let mut buf = BytesMut::new();
-        encode_message(original, &mut buf).unwrap();
-        assert_eq!(buf.len(), encoded_len(original));
-        let frame = FrameSplitter::new(DEFAULT_MAX_FRAME_BYTES)
-            .next_frame(&mut buf)
-            .unwrap()
-            .unwrap();
-        assert!(buf.is_empty());
-        decode_message(frame).unwrap()
-    }
-
-    #[test]
-    fn every_kind_round_trips() {
-        let vote = VoteRequest {
-            last_log_index: LogIndex(9),
-            last_log_term: Term(3),
-        };
-        let bodies = [
-            MessageBody::PreVote(vote),
-            MessageBody::PreVoteResponse(VoteResponse { granted: true }),
-            MessageBody::Vote(vote),
-            MessageBody::VoteResponse(VoteResponse { granted: false }),
-            MessageBody::Append(AppendRequest {
-                prev_log_index: LogIndex(4),
-                prev_log_term: Term(2),
-                entries: vec![
-                    Entry {
-                        term: Term(7),
-                        index: LogIndex(5),
-                        payload: EntryPayload::Empty,
-                    },
-                    Entry {
-                        term: Term(7),
-                        index: LogIndex(6),
-                        payload: EntryPayload::Command(Bytes::from_static(b"put k v")),
-                    },
-                ],
-                leader_commit: LogIndex(4),
-            }),
-            MessageBody::AppendResponse(AppendResponse::Accepted {
-                match_index: LogIndex(6),
-            }),
-            MessageBody::AppendResponse(AppendResponse::Rejected {
-                rejected_index: LogIndex(6),
-                hint_index: LogIndex(3),
-                hint_term: Term(2),
-            }),
-            MessageBody::Heartbeat(Heartbeat {
-                leader_commit: LogIndex(6),
-            }),
-            MessageBody::HeartbeatResponse,
-        ];
-        for body in bodies {
-            let original = message(body);
-            assert_eq!(round_trip(&original), original);
-        }
-    }
-
-    #[test]
-    fn command_payloads_are_slices_of_the_frame() {
-        let original = message(MessageBody::Append(AppendRequest {
-            prev_log_index: LogIndex(0),
-            prev_log_term: Term(0),
-            entries: vec![Entry {
-                term: Term(1),
-                index: LogIndex(1),
-                payload: EntryPayload::Command(Bytes::from(vec![42u8; 1000])),
-            }],
-            leader_commit: LogIndex(0),
-        }));
-        let mut buf = BytesMut::new();
-        encode_message(&original, &mut buf).unwrap();
-        let frame = FrameSplitter::new(DEFAULT_MAX_FRAME_BYTES)
-            .next_frame(&mut buf)
-            .unwrap()
-            .unwrap();
-        let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        let decoded = decode_message(frame.clone()).unwrap();
-        let MessageBody::Append(append) = decoded.body else {
-            panic!("not an append")
-        };
-        let EntryPayload::Command(data) = &append.entries[0].payload else {
-            panic!("not a command")
-        };
-        assert!(frame_range.contains(&(data.as_ptr() as usize)));
-    }
-
-    #[test]
-    fn unknown_tag_is_a_typed_error() {
-        let mut buf = BytesMut::new();
-        encode_message(&message(MessageBody::HeartbeatResponse), &mut buf).unwrap();
-        buf[5] = 200;
-        let error = decode_all(&buf, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
-        assert!(matches!(
-            error,
-            TransportError::UnknownMessageTag { tag: 200 }
-        ));
-    }
-
-    #[test]
-    fn unknown_version_is_a_typed_error() {
-        let mut buf = BytesMut::new();
-        encode_message(&message(MessageBody::HeartbeatResponse), &mut buf).unwrap();
-        buf[4] = 9;
-        let error = decode_all(&buf, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
-        assert!(matches!(
-            error,
-            TransportError::UnsupportedVersion { version: 9, .. }
-        ));
-    }
-
-    #[test]
-    fn oversized_frame_is_refused_before_allocating() {
-        let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
-        let error = FrameSplitter::new(1024).next_frame(&mut buf).unwrap_err();
-        assert!(matches!(error, TransportError::FrameTooLarge { .. }));
-        assert!(buf.capacity() < 1024);
-    }
-
-    #[test]
-    fn huge_entry_count_is_refused_before_allocating() {
-        let mut buf = BytesMut::new();
-        let at = begin_frame(&mut buf);
-        buf.put_u8(super::super::WIRE_VERSION);
-        buf.put_u8(tag::APPEND);
-        buf.put_slice(&[0u8; 24 + 24]);
-        buf.put_u32_le(u32::MAX);
-        finish_frame(&mut buf, at);
-        let error = decode_all(&buf, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
-        assert!(matches!(error, TransportError::Truncated { .. }));
-    }
-
-    fn arb_entry() -> impl Strategy<Value = Entry> {
-        (
-            any::<u64>(),
-            any::<u64>(),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-        )
-            .prop_map(|(term, index, data)| Entry {
-                term: Term(term),
-                index: LogIndex(index),
-                payload: match data {
-                    None => EntryPayload::Empty,
-                    Some(data) => EntryPayload::Command(Bytes::from(data)),
-                },
-            })
-    }
-
-    fn arb_body() -> impl Strategy<Value = MessageBody> {
-        let vote = (any::<u64>(), any::<u64>()).prop_map(|(index, term)| VoteRequest {
-            last_log_index: LogIndex(index),
-            last_log_term: Term(term),
-        });
-        prop_oneof![
-            vote.clone().prop_map(MessageBody::PreVote),
-            any::<bool>()
-                .prop_map(|granted| MessageBody::PreVoteResponse(VoteResponse { granted })),
-            vote.prop_map(MessageBody::Vote),
-            any::<bool>().prop_map(|granted| MessageBody::VoteResponse(VoteResponse { granted })),
-            (
-                any::<u64>(),
-                any::<u64>(),
-                proptest::collection::vec(arb_entry(), 0..8),
-                any::<u64>()
-            )
-                .prop_map(|(index, term, entries, commit)| {
-                    MessageBody::Append(AppendRequest {
-                        prev_log_index: LogIndex(index),
-                        prev_log_term: Term(term),
-                        entries,
-                        leader_commit: LogIndex(commit),
-                    })
-                }),
-            any::<u64>().prop_map(
-                |index| MessageBody::AppendResponse(AppendResponse::Accepted {
-                    match_index: LogIndex(index)
-                })
-            ),
-            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(rejected, hint, term)| {
-                MessageBody::AppendResponse(AppendResponse::Rejected {
-                    rejected_index: LogIndex(rejected),
-                    hint_index: LogIndex(hint),
-                    hint_term: Term(term),
-                })
-            }),
-            any::<u64>().prop_map(|commit| MessageBody::Heartbeat(Heartbeat {
-                leader_commit: LogIndex(commit)
-            })),
-            Just(MessageBody::HeartbeatResponse),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn any_message_round_trips(
-            from in any::<u64>(), to in any::<u64>(), term in any::<u64>(), body in arb_body()
-        ) {
-            let original = Message { from: NodeId(from), to: NodeId(to), term: Term(term), body };
-            prop_assert_eq!(round_trip(&original), original);
-        }
-
-        #[test]
-        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_all(&data, 4096);
-        }
-
-        #[test]
-        fn every_truncation_is_an_error(body in arb_body(), cut in any::<prop::sample::Index>()) {
-            let original = message(body);
-            let mut buf = BytesMut::new();
-            encode_message(&original, &mut buf).unwrap();
-            let frame = buf.split_off(crate::codec::LENGTH_PREFIX_BYTES).freeze();
-            let cut = cut.index(frame.len());
-            prop_assert!(decode_message(frame.slice(..cut)).is_err());
-        }
-    }
+fn put_bytes(field: &'static str, data: &[u8], out: &mut BytesMut) -> Result<(), TransportError> {
+    let len = u32::try_from(data.len()).map_err(|_| TransportError::InvalidField {
+        field,
+        value: data.len() as u64,
+    })?;
+    out.put_u32_le(len);
+    out.put_slice(data);
+    Ok(())
 }
+
+/// A membership: voters, outgoing voters, learners; each a `u32` count and that many
+/// ids in increasing order (which keeps the encoding canonical).
+fn encode_membership(membership: &Membership, out: &mut BytesMut) -> Result<(), TransportError> {
+    for set in [
+        &membership.voters,
+        &membership.voters_outgoing,
+        &membership.learners,
+    ] {
+        let count = u32::try_from(set.len()).map_err(|_| TransportError::InvalidField {
+            field: "member count",
+            value: set.len() as u64,
+        })?;
+        out.put_u32_le(count);
+        for id in set {
+            out.put_u64_le(id.get());
+        }
+    }
+    Ok(())
+}
+
+fn decode_membership(reader: &mut Reader) -> Result<Membership, TransportError> {
+    Ok(Membership {
+        voters: decode_member_set(reader, "voters")?,
+        voters_outgoing: decode_member_set(reader, "outgoing voters")?,
+        learners: decode_member_set(reader, "learners")?,
+    })
+}
+
+fn decode_member_set(
+    reader: &mut Reader,
+    field: &'static str,
+) -> Result<BTreeSet<NodeId>, TransportError> {
+    let count = reader.u32(field)? as usize;
+    let needed = count.saturating_mul(8);
+    if needed > reader.remaining() {
+        return Err(TransportError::Truncated {
+            field,
+            needed_bytes: needed as u64,
+            remaining_bytes: reader.remaining() as u64,
+        });
+    }
+    let mut set = BTreeSet::new();
+    let mut previous: Option<u64> = None;
+    for _ in 0..count {
+        let id = reader.u64(field)?;
+        if previous.is_some_and(|previous| id <= previous) {
+            return Err(TransportError::InvalidField {
+                field: "member ids out of order",
+                value: id,
+            });
+        }
+        previous = Some(id);
+        set.insert(NodeId(id));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

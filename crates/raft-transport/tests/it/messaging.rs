@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use raft_core::{
-    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogIndex, Message, MessageBody,
-    NodeId, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogIndex, Membership, Message,
+    MessageBody, NodeId, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse,
+    SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 use raft_transport::{Incoming, TransportError};
 
@@ -49,6 +50,36 @@ fn all_kinds(from: u64, to: u64) -> Vec<Message> {
             leader_commit: LogIndex(12),
         }),
         MessageBody::HeartbeatResponse,
+        MessageBody::ReadHeartbeat(ReadHeartbeat {
+            leader_commit: LogIndex(12),
+            sequence: 5,
+        }),
+        MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { sequence: 5 }),
+        MessageBody::ReadIndex(ReadIndexRequest { request_id: 77 }),
+        MessageBody::ReadIndexResponse(ReadIndexResponse {
+            request_id: 77,
+            index: Some(LogIndex(12)),
+        }),
+        MessageBody::TimeoutNow,
+        MessageBody::TransferVote(vote),
+        MessageBody::InstallSnapshot(SnapshotMeta {
+            index: LogIndex(9),
+            term: Term(2),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        }),
+        MessageBody::Append(AppendRequest {
+            prev_log_index: LogIndex(12),
+            prev_log_term: Term(3),
+            entries: vec![Entry {
+                term: Term(3),
+                index: LogIndex(13),
+                payload: EntryPayload::Membership {
+                    membership: Membership::with_voters([NodeId(1), NodeId(2)]),
+                    context: Bytes::from_static(b"remove 3"),
+                },
+            }],
+            leader_commit: LogIndex(12),
+        }),
     ];
     bodies
         .into_iter()
@@ -68,6 +99,7 @@ fn is_append(message: &Message) -> bool {
 #[tokio::test]
 async fn every_message_kind_crosses_the_network_intact() {
     let mut cluster = Cluster::start(3, |_| {});
+    let kinds = all_kinds(1, 2).len() as u64;
     for (from, to) in [(1, 2), (2, 3), (3, 1)] {
         let sent = all_kinds(from, to);
         for message in &sent {
@@ -86,11 +118,11 @@ async fn every_message_kind_crosses_the_network_intact() {
     }
     let stats = cluster.transport(1).stats();
     let to_two = &stats.peers[&NodeId(2)];
-    assert_eq!(to_two.sent_messages, 9);
+    assert_eq!(to_two.sent_messages, kinds);
     assert!(to_two.connected);
     assert!(to_two.round_trip_time.is_some());
     let from_three = &stats.peers[&NodeId(3)];
-    assert_eq!(from_three.received_messages, 9);
+    assert_eq!(from_three.received_messages, kinds);
     assert_eq!(from_three.decode_errors, 0);
 }
 

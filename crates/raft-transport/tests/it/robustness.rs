@@ -93,7 +93,7 @@ async fn an_unknown_message_kind_is_skipped_and_the_stream_goes_on() {
     let mut bytes = preamble(StreamKind::Control, 1);
     let mut future_kind = BytesMut::new();
     encode_message(&heartbeat(1, 2, 1), &mut future_kind).unwrap();
-    future_kind[5] = 15; // a tag reserved for a later message kind
+    future_kind[5] = 200; // a tag no message kind uses yet
     bytes.put_slice(&future_kind);
     encode_message(&heartbeat(1, 2, 2), &mut bytes).unwrap();
     stream.write_all(&bytes).await.unwrap();
