@@ -138,6 +138,12 @@ pub enum CorruptReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
+    /// An index beyond the largest the log supports (2^62).
+    #[error("index {index} is out of range")]
+    IndexOutOfRange {
+        /// The offending index.
+        index: u64,
+    },
     /// The entries' indexes are not consecutive.
     #[error("entry {found} does not follow entry {previous}")]
     NotContiguous {

@@ -25,6 +25,9 @@ pub(crate) const COMMIT_PAYLOAD_LEN: usize = 32;
 pub(crate) const COMMIT_END_TAG: u64 = u64::from_le_bytes(*b"COMMITED");
 /// Bytes a commit marker takes on disk.
 pub(crate) const COMMIT_FRAME_LEN: usize = FRAME_HEADER_LEN + COMMIT_PAYLOAD_LEN;
+/// Largest log index the log accepts or recovers: keeps `last_index + 1` and
+/// friends far from overflow whatever a damaged file claims.
+pub(crate) const MAX_INDEX: u64 = 1 << 62;
 /// `first_index` value of a prepared segment that no group has been written to yet.
 pub(crate) const UNASSIGNED_FIRST_INDEX: u64 = 0;
 

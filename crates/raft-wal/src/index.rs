@@ -63,7 +63,7 @@ impl LogIndex {
     }
 
     pub(crate) fn last_index(&self) -> u64 {
-        self.first_index + self.entries.len() as u64 - 1
+        self.first_index - 1 + self.entries.len() as u64
     }
 
     pub(crate) fn prev_term(&self) -> u64 {

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{CorruptReason, Result, WalError};
-use crate::format::{RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, UNASSIGNED_FIRST_INDEX};
+use crate::format::{
+    MAX_INDEX, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, UNASSIGNED_FIRST_INDEX,
+};
 use crate::index::{Change, Location, LogIndex};
 use crate::scan::{SegmentScan, scan_segment};
 use crate::shared::{
@@ -104,7 +106,7 @@ pub(crate) fn recover(
         let scan =
             scan_segment(&bytes).map_err(|bad| WalError::corrupt(&path, bad.offset, bad.reason))?;
         drop(bytes);
-        if scan.header.segment_id != id {
+        if scan.header.segment_id != id || scan.header.first_index > MAX_INDEX {
             return Err(WalError::corrupt(&path, 16, CorruptReason::SegmentMismatch));
         }
         let salt = scan.header.salt;

@@ -5,7 +5,7 @@
 use crate::error::CorruptReason;
 use crate::format::{
     self, COMMIT_PAYLOAD_LEN, CommitMarker, FRAME_ALIGN, FRAME_HEADER_LEN, FrameError, HeaderError,
-    RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, UNASSIGNED_FIRST_INDEX,
+    MAX_INDEX, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, UNASSIGNED_FIRST_INDEX,
 };
 
 /// One record of a complete commit group (commit markers are not listed).
@@ -129,13 +129,13 @@ pub(crate) fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, BadHeader> {
             hard_state: None,
         };
         let well_formed = match frame.kind {
-            RecordKind::Entry => frame.index >= 1,
+            RecordKind::Entry => (1..=MAX_INDEX).contains(&frame.index),
             RecordKind::HardState => {
                 record.hard_state = format::decode_hard_state(payload);
                 record.hard_state.is_some()
             }
             RecordKind::Truncate | RecordKind::Compact => {
-                frame.payload_len == 0 && frame.index >= 1
+                frame.payload_len == 0 && (1..=MAX_INDEX).contains(&frame.index)
             }
             RecordKind::Commit => CommitMarker::decode(payload).is_some_and(|marker| {
                 marker.group_start == group_start

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use crate::completion::Completer;
 use crate::error::{Rejection, Result, WalError};
 use crate::format::{
-    self, COMMIT_FRAME_LEN, CommitMarker, HARD_STATE_PAYLOAD_LEN, RecordKind, SEGMENT_HEADER_LEN,
-    SegmentHeader,
+    self, COMMIT_FRAME_LEN, CommitMarker, HARD_STATE_PAYLOAD_LEN, MAX_INDEX, RecordKind,
+    SEGMENT_HEADER_LEN, SegmentHeader,
 };
 use crate::index::{Change, Location};
 use crate::preparer::delete_segments;
@@ -226,6 +226,14 @@ impl Writer {
 
     fn validate(&self, operation: &Operation, tentative: &Tentative) -> Result<Plan> {
         let reject = |reason| Err(WalError::Rejected { reason });
+        let index = match operation {
+            Operation::Append(unit) => unit.entries.last().map_or(0, |entry| entry.index),
+            &Operation::Compact { first_index } => first_index,
+            &Operation::InstallSnapshot { index, .. } => index + 1,
+        };
+        if index > MAX_INDEX {
+            return reject(Rejection::IndexOutOfRange { index });
+        }
         match operation {
             Operation::Append(unit) => {
                 let mut truncate_from = None;
