@@ -92,6 +92,10 @@ fn invalid_units_are_rejected_without_harm() {
         Rejection::Gap { .. }
     ));
     assert!(matches!(
+        reject(unit((1 << 62) + 1..=(1 << 62) + 1, 2, None)),
+        Rejection::IndexOutOfRange { .. }
+    ));
+    assert!(matches!(
         reject(unit(6..=6, 1, None)),
         Rejection::TermRegression { .. }
     ));
