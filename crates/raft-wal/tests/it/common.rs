@@ -27,7 +27,7 @@ pub(crate) fn open(storage: &FaultyStorage, options: WalOptions) -> raft_wal::Re
 
 /// A recognisable payload for (index, term), never containing long zero runs.
 pub(crate) fn payload(index: u64, term: u64, len: usize) -> Bytes {
-    let seed = (index * 31 + term * 7) as u8;
+    let seed = index.wrapping_mul(31).wrapping_add(term.wrapping_mul(7)) as u8;
     Bytes::from(
         (0..len)
             .map(|i| seed.wrapping_add(i as u8) | 1)
