@@ -5,6 +5,7 @@
 mod sim;
 
 mod lab;
+mod lab_snapshot;
 mod quorum;
 mod reads;
 mod scenario;

@@ -1459,3 +1459,26 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
         }
     })
 }
+
+/// Read-only views for the snapshot scenarios.
+impl Cluster {
+    /// The entries node `i` has applied, from index 1 on: its state machine, restored
+    /// from its snapshot's data after a restart or an install. `None` if it is down.
+    pub fn applied_log(&self, i: usize) -> Option<&[Entry]> {
+        let sim = &self.nodes[i];
+        sim.node.as_ref().map(|_| sim.applied.as_slice())
+    }
+
+    /// How many entries node `i`'s durable log retains past its snapshot (what the
+    /// 6.824 tester's `LogSize` bounds); readable while the node is down too.
+    pub fn durable_log_len(&self, i: usize) -> u64 {
+        let store = &self.nodes[i].store;
+        store.last_index().distance_from(store.first_index().prev())
+    }
+
+    /// The index of node `i`'s durable snapshot (0 if never compacted); readable while
+    /// the node is down too.
+    pub fn durable_snapshot_index(&self, i: usize) -> LogIndex {
+        self.nodes[i].store.first_index().prev()
+    }
+}
