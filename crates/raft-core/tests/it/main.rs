@@ -4,6 +4,7 @@
 #[path = "../sim/mod.rs"]
 mod sim;
 
+mod fuzz_ops;
 mod lab;
 mod lab_snapshot;
 mod quorum;
