@@ -24,6 +24,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod acknowledger;
 mod completion;
 mod error;
 mod format;

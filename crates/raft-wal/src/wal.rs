@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
+use crate::acknowledger;
 use crate::completion::{self, Completion};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordKind};
@@ -18,7 +19,7 @@ use crate::recovery;
 use crate::shared::{Operation, Request, SegmentFile, Shared};
 use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter};
 use crate::storage::{LockGuard, RealStorage, Storage};
-use crate::writer::{self, Writer};
+use crate::writer::Writer;
 use crate::{AppendUnit, Appended, Entry, HardState, SegmentPreparation, WalOptions};
 
 /// Smallest accepted segment size.
@@ -142,7 +143,7 @@ impl Wal {
         let acknowledger = {
             let shared = Arc::clone(&shared);
             Some(spawn("raft-wal-acknowledger", move || {
-                writer::run_acknowledger(shared)
+                acknowledger::run_acknowledger(shared)
             })?)
         };
         let writer = Some(spawn("raft-wal-writer", move || writer.run())?);
