@@ -30,7 +30,8 @@
 //! - `stabilize [<id>...]`: repeat process-ready / persist / deliver for everyone (or
 //!   only the given members; messages to the others stay queued) until quiet.
 //! - `partition <id>...` / `heal`: the listed members on one side, the rest on the other.
-//! - `crash <id>`: lose its pending writes and restart it from its store.
+//! - `crash <id>`: lose its pending writes and restart it from its store (the
+//!   application restores its state from the store's snapshot, if any).
 //! - `status <id>`, `log <id>` (the durable store: snapshot, hard state and entries),
 //!   `membership <id>` (the configuration in effect on the member).
 //! - `read-index <id> req=<n> [mode=quorum|lease]`: `Node::read_index`; the answer
@@ -526,7 +527,11 @@ impl Env {
         let member = self.member(id);
         let lost = member.pending.len();
         member.pending.clear();
-        member.node = Node::new(member.config.clone(), member.store.clone()).expect("restart");
+        // The application restores its state machine from its snapshot (if any) and
+        // applies the committed entries after it again.
+        let mut config = member.config.clone();
+        config.applied_index = member.store.snapshot().expect("memory store").index;
+        member.node = Node::new(config, member.store.clone()).expect("restart");
         let _ = writeln!(
             self.out,
             "n{id} restarted from its store ({lost} pending writes lost)"
