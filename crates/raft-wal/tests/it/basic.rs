@@ -334,3 +334,54 @@ fn completions_can_be_polled_and_waited_with_a_timeout() {
         "an empty unit is a no-op"
     );
 }
+
+#[test]
+fn units_queued_together_see_each_other() {
+    let storage = FaultyStorage::new();
+    let wal = common::open(&storage, common::small_options()).unwrap();
+    let mut model = ModelLog::default();
+    // Submitted without waiting, these usually share one commit group; each is
+    // checked against the log as the earlier ones leave it.
+    let units = [
+        unit(1..=5, 1, None),
+        unit(
+            3..=4,
+            2,
+            Some(HardState {
+                term: 2,
+                vote: 1,
+                commit: 2,
+            }),
+        ),
+        unit(5..=6, 2, None),
+        unit(
+            6..=6,
+            3,
+            Some(HardState {
+                term: 3,
+                vote: 0,
+                commit: 4,
+            }),
+        ),
+    ];
+    let completions: Vec<_> = units.iter().map(|unit| wal.submit(unit.clone())).collect();
+    let rejected = wal.submit(unit(2..=2, 3, None));
+    for (unit, completion) in units.iter().zip(completions) {
+        let appended = completion.wait().unwrap();
+        model.append(unit);
+        assert_eq!(appended.last_index, model.last_index());
+    }
+    assert!(matches!(
+        rejected.wait(),
+        Err(WalError::Rejected {
+            reason: Rejection::TruncatesCommitted {
+                index: 2,
+                commit: 4
+            }
+        })
+    ));
+    assert_eq!(observe(&wal), model.observed());
+    drop(wal);
+    let wal = common::open(&storage, common::small_options()).unwrap();
+    assert_eq!(observe(&wal), model.observed());
+}
