@@ -150,7 +150,7 @@ fn kill_9_never_loses_acknowledged_appends() {
     }
     eprintln!("{rounds} kill -9 rounds, {max_acked} entries acknowledged");
     assert!(
-        max_acked > rounds,
+        max_acked >= rounds,
         "the children made progress: {max_acked} acknowledged"
     );
 }
