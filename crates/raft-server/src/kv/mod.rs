@@ -22,6 +22,9 @@ pub mod snapshot;
 pub mod store;
 mod wire;
 
+#[cfg(test)]
+mod model_tests;
+
 pub use command::{Command, Compare, Condition, MAX_KEY_BYTES, TxnOp, validate_key};
 pub use convert::{ApplyResponse, api_key_value};
 pub use error::KvError;

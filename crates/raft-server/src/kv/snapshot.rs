@@ -320,7 +320,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::kv::store::tests::{steps, store_from};
+    use crate::kv::model_tests::{steps, store_from};
     use proptest::prelude::*;
 
     fn sample_store() -> KvStore {
