@@ -385,3 +385,49 @@ fn units_queued_together_see_each_other() {
     let wal = common::open(&storage, common::small_options()).unwrap();
     assert_eq!(observe(&wal), model.observed());
 }
+
+#[test]
+fn readers_see_a_consistent_durable_prefix_while_appends_rotate_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        segment_size_bytes: 8 * 1024,
+        segment_preparation: SegmentPreparation::Background,
+    };
+    let wal = Arc::new(Wal::open(dir.path(), options).unwrap());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (wal, done) = (Arc::clone(&wal), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let last = wal.last_index();
+                let entries = wal.entries(1, last + 1, u64::MAX).unwrap();
+                assert_eq!(entries.len() as u64, last);
+                for entry in &entries {
+                    assert_eq!(entry.payload, entry_payload(entry.index));
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for start in (1..=1500).step_by(5) {
+        let unit = AppendUnit {
+            hard_state: None,
+            entries: (start..start + 5)
+                .map(|index| Entry {
+                    index,
+                    term: 1,
+                    payload: entry_payload(index),
+                })
+                .collect(),
+        };
+        wal.append(unit).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+}
+
+fn entry_payload(index: u64) -> Bytes {
+    common::payload(index, 1, 64)
+}
