@@ -3,8 +3,8 @@
 //! state. Reads see only what is durable: the writer publishes after each sync.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -46,6 +46,8 @@ pub struct Wal {
     shared: Arc<Shared>,
     data_dir: PathBuf,
     writer: Option<JoinHandle<()>>,
+    /// The writer's state, shared with the writer thread for the inline fast path.
+    writer_state: Arc<Mutex<Writer>>,
     preparer: Option<JoinHandle<()>>,
     acknowledger: Option<JoinHandle<()>>,
     _lock: LockGuard,
@@ -146,20 +148,40 @@ impl Wal {
                 acknowledger::run_acknowledger(shared)
             })?)
         };
-        let writer = Some(spawn("raft-wal-writer", move || writer.run())?);
+        let writer_state = Arc::new(Mutex::new(writer));
+        let writer = {
+            let (state, shared) = (Arc::clone(&writer_state), Arc::clone(&shared));
+            Some(spawn("raft-wal-writer", move || {
+                Writer::run(state, shared)
+            })?)
+        };
         Ok(Wal {
             shared,
             data_dir,
             writer,
+            writer_state,
             preparer,
             acknowledger,
             _lock: lock,
         })
     }
 
-    /// Appends `unit` and returns once it is durable.
+    /// Appends `unit` and returns once it is durable. If the writer is idle and
+    /// nothing is queued, the calling thread writes and syncs the group itself
+    /// (saving a thread hand-off); otherwise the unit joins the next group.
     pub fn append(&self, unit: AppendUnit) -> Result<Appended> {
-        self.submit(unit).wait()
+        if let Some(error) = self.shared.poison_error() {
+            return Err(error);
+        }
+        let (done, completion) = completion::pair();
+        let request = Request {
+            operation: Operation::Append(unit),
+            done,
+        };
+        if let Some(request) = Writer::try_process_inline(&self.writer_state, request) {
+            self.enqueue_request(request);
+        }
+        completion.wait()
     }
 
     /// Queues `unit` for the next commit group and returns at once; the completion
@@ -194,19 +216,23 @@ impl Wal {
             return Completion::ready(Err(error));
         }
         let (done, completion) = completion::pair();
+        self.enqueue_request(Request { operation, done });
+        completion
+    }
+
+    fn enqueue_request(&self, request: Request) {
         let mut queue = self.shared.queue();
         if queue.closed {
             drop(queue);
-            done.complete(Err(WalError::Closed));
-            return completion;
+            request.done.complete(Err(WalError::Closed));
+            return;
         }
         let was_empty = queue.requests.is_empty();
-        queue.requests.push(Request { operation, done });
+        queue.requests.push(request);
         drop(queue);
         if was_empty {
             self.shared.queue_ready.notify_one();
         }
-        completion
     }
 
     /// Starts writing a snapshot of the state up to `index` (whose term is `term`),

@@ -6,7 +6,7 @@
 //! relies on it), and nothing is acknowledged or made visible before its sync
 //! returned. After any write or sync error the log is poisoned for good.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::completion::Completer;
 use crate::error::{Rejection, Result, WalError};
@@ -86,16 +86,18 @@ impl Writer {
         }
     }
 
-    /// Runs until the queue is closed and drained.
-    pub(crate) fn run(mut self) {
-        let _guard = WriterExit(Arc::clone(&self.shared));
+    /// The writer thread's loop: runs until the queue is closed and drained. The
+    /// writer state sits behind a mutex because a blocking `append` that finds the
+    /// writer idle and the queue empty runs its own group on its own thread, saving
+    /// a thread hand-off on the latency path ([`Writer::try_process_inline`]).
+    pub(crate) fn run(writer: Arc<Mutex<Writer>>, shared: Arc<Shared>) {
+        let _guard = WriterExit(Arc::clone(&shared));
         let mut batch = Vec::new();
         loop {
             {
-                let mut queue = self.shared.queue();
+                let mut queue = shared.queue();
                 while queue.requests.is_empty() && !queue.closed {
-                    queue = self
-                        .shared
+                    queue = shared
                         .queue_ready
                         .wait(queue)
                         .unwrap_or_else(|p| p.into_inner());
@@ -103,10 +105,33 @@ impl Writer {
                 if queue.requests.is_empty() {
                     return;
                 }
-                std::mem::swap(&mut batch, &mut queue.requests);
             }
-            self.process(&mut batch);
+            // Lock order: writer state, then queue.
+            let Ok(mut state) = writer.lock() else {
+                // A caller panicked mid-group: the state cannot be trusted.
+                shared.poison_with(&WalError::Closed);
+                return;
+            };
+            std::mem::swap(&mut batch, &mut shared.queue().requests);
+            state.process(&mut batch);
         }
+    }
+
+    /// Runs `request` as its own group on the calling thread if the writer is idle
+    /// and nothing is queued (which would have to go first); otherwise gives the
+    /// request back.
+    pub(crate) fn try_process_inline(writer: &Mutex<Writer>, request: Request) -> Option<Request> {
+        let Ok(mut state) = writer.try_lock() else {
+            return Some(request);
+        };
+        {
+            let queue = state.shared.queue();
+            if !queue.requests.is_empty() || queue.closed {
+                return Some(request);
+            }
+        }
+        state.process(&mut vec![request]);
+        None
     }
 
     fn process(&mut self, batch: &mut Vec<Request>) {
