@@ -1,1 +1,0 @@
-//! A linearizability checker for histories of per-key register operations.
