@@ -31,6 +31,9 @@ pub(crate) enum Campaign {
 impl<S: LogStore> Node<S> {
     pub(crate) fn tick_election(&mut self) -> Result<(), StorageError> {
         self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.config.election_timeout_ticks_min {
+            self.lease_since_start = false;
+        }
         if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.election_elapsed_ticks = 0;
             let campaign = if self.config.pre_vote {
@@ -54,6 +57,10 @@ impl<S: LogStore> Node<S> {
         };
         self.votes.clear();
         self.leader = None;
+        // A new round gets a whole election timeout: time spent in the pre-vote
+        // round does not count against the election that follows it.
+        self.election_elapsed_ticks = 0;
+        self.lease_since_start = false;
         self.reset_election_timer();
         let voters: Vec<NodeId> = self
             .membership

@@ -64,6 +64,13 @@ pub struct Node<S: LogStore> {
     pub(crate) pending_membership_index: LogIndex,
     /// Why the message being stepped was refused, if it was.
     pub(crate) rejected: Option<&'static str>,
+    /// Whether this member is in its first election timeout since starting (it then
+    /// ignores vote requests as if it had heard from a leader).
+    pub(crate) lease_since_start: bool,
+    /// On a leader: whether it sent `TimeoutNow` in this term. The target may then
+    /// win an election at any time (transfer votes ignore leases), so lease reads
+    /// stay off for the rest of the term.
+    pub(crate) timeout_now_sent: bool,
     /// Proposal outcomes decided outside `ready` (a snapshot replaced the log).
     pub(crate) resolved_outcomes: Vec<ProposalOutcome>,
 }
@@ -83,6 +90,12 @@ impl<S: LogStore> Node<S> {
     pub fn new(config: Config, store: S) -> Result<Node<S>, Error> {
         config.validate()?;
         let initial = store.initial_state()?;
+        if config.applied_index < store.first_index().prev() {
+            // The entries between would have to be applied, but they are compacted.
+            return Err(Error::InvalidConfig {
+                reason: "applied_index is below the store's snapshot: restore the state machine from the snapshot first",
+            });
+        }
         let hard_state = initial.hard_state;
         let log = RaftLog::new(store, hard_state.commit, config.applied_index);
         let rng = Pcg64Mcg::seed_from_u64(config.seed);
@@ -113,6 +126,9 @@ impl<S: LogStore> Node<S> {
             membership_entries: BTreeMap::new(),
             pending_membership_index: LogIndex(0),
             rejected: None,
+            // A member that never had a term cannot have answered any leader.
+            lease_since_start: hard_state.term > Term(0),
+            timeout_now_sent: false,
             resolved_outcomes: Vec::new(),
             config,
         };
@@ -532,9 +548,13 @@ impl<S: LogStore> Node<S> {
 
     /// Whether this member heard from a leader within the election timeout (only
     /// meaningful, and only honoured, with check-quorum on).
+    ///
+    /// A member that just started counts as in a lease for its first election
+    /// timeout: before the restart it may have answered a leader that still relies on
+    /// it not voting for anyone else (lease reads).
     fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && self.leader.is_some()
+            && (self.leader.is_some() || self.lease_since_start)
             && self.election_elapsed_ticks < self.config.election_timeout_ticks_min
     }
 

@@ -42,7 +42,12 @@ pub(crate) enum AppendResult {
 impl<S: LogStore> RaftLog<S> {
     pub(crate) fn new(store: S, committed: LogIndex, applied: LogIndex) -> RaftLog<S> {
         let offset = store.last_index().next();
-        let committed = committed.max(applied).min(store.last_index());
+        // Everything in the snapshot is committed, whatever the stored hard state says.
+        let snapshot_index = store.first_index().prev();
+        let committed = committed
+            .max(applied)
+            .max(snapshot_index)
+            .min(store.last_index());
         let applied = applied.min(committed);
         RaftLog {
             store,

@@ -117,7 +117,11 @@ impl<S: LogStore> Node<S> {
             self.finish_read(request, Some(committed));
             return Ok(());
         }
-        if mode == ReadMode::Lease && self.transfer_target.is_none() && self.lease_valid() {
+        if mode == ReadMode::Lease
+            && !self.timeout_now_sent
+            && self.transfer_target.is_none()
+            && self.lease_valid()
+        {
             self.finish_read(request, Some(committed));
             return Ok(());
         }

@@ -22,6 +22,7 @@ impl<S: LogStore> Node<S> {
         self.election_elapsed_ticks = 0;
         self.leader_ticks = 0;
         self.transfer_target = None;
+        self.timeout_now_sent = false;
         let next = self.log.last_index().next();
         let max_inflight = self.config.max_inflight_appends;
         self.progress = self
@@ -129,7 +130,16 @@ impl<S: LogStore> Node<S> {
             return Ok(());
         }
         for id in self.peers() {
-            while self.send_append(id, false)? {}
+            // A probing member gets a probe even without new entries (a member just
+            // added, or one whose answer was lost), so it is found without waiting for
+            // the next heartbeat.
+            let probing = self
+                .progress
+                .get(&id)
+                .is_some_and(|p| p.state == ProgressState::Probe);
+            if self.send_append(id, probing)? {
+                while self.send_append(id, false)? {}
+            }
         }
         Ok(())
     }
@@ -251,6 +261,7 @@ impl<S: LogStore> Node<S> {
                 self.maybe_commit()?;
                 while self.send_append(from, false)? {}
                 if self.transfer_target == Some(from) && match_index == self.log.last_index() {
+                    self.timeout_now_sent = true;
                     self.send(from, MessageBody::TimeoutNow, SendAfter::Now);
                 }
             }
@@ -327,6 +338,7 @@ impl<S: LogStore> Node<S> {
         self.transfer_elapsed_ticks = 0;
         // A transfer does not let a stale lease serve reads meanwhile.
         if self.progress[&to].match_index == self.log.last_index() {
+            self.timeout_now_sent = true;
             self.send(to, MessageBody::TimeoutNow, SendAfter::Now);
             Ok(())
         } else {
