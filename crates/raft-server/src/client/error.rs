@@ -103,7 +103,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// No connection could be made; nothing was sent.
-    #[error("{endpoint}: cannot connect: {source}")]
+    #[error("{endpoint}: cannot connect: {}", chain(source.as_ref()))]
     Connect {
         /// The endpoint.
         endpoint: String,
@@ -111,7 +111,7 @@ pub enum Error {
         source: BoxError,
     },
     /// The connection failed after the request may have been sent.
-    #[error("{endpoint}: connection failed: {source}")]
+    #[error("{endpoint}: connection failed: {}", chain(source.as_ref()))]
     Transport {
         /// The endpoint.
         endpoint: String,
@@ -192,6 +192,22 @@ impl Error {
             Self::InvalidEndpoint { .. } | Self::InvalidKey { .. } | Self::NoEndpoints => None,
         }
     }
+}
+
+/// An error and its sources, outermost first (hyper's own messages are vague,
+/// the OS's at the bottom of the chain says what happened).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The client's result type.
