@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod client;
+pub mod config;
 pub mod kv;
 pub mod linearizability;
