@@ -9,6 +9,15 @@
 //! refuses all work until reopened. The byte layout and every recovery rule are in
 //! `docs/wal-format.md`.
 //!
+//! Threads: a writer thread forms commit groups from everything queued while the
+//! previous group was syncing (no timer), writes each with one write and one
+//! `fdatasync`, then publishes it to readers; an acknowledger thread wakes the
+//! waiters of large groups while the next group is written; a preparer thread
+//! creates, zero-fills and syncs the next segment and deletes compacted ones. A
+//! blocking [`Wal::append`] that finds the log idle writes its own group on the
+//! calling thread. All file I/O goes through [`storage::Storage`]: real files, or
+//! the fault-injecting in-memory [`storage::FaultyStorage`] for tests.
+//!
 //! ```no_run
 //! use bytes::Bytes;
 //! use raft_wal::{AppendUnit, Entry, HardState, Wal, WalOptions};
