@@ -303,7 +303,10 @@ async fn fails_over_when_connection_refused() {
 #[tokio::test]
 async fn every_endpoint_refused_reports_connect_error() {
     let dead = dead_endpoint().await;
-    let error = client(std::slice::from_ref(&dead)).put("k", "v").await.unwrap_err();
+    let error = client(std::slice::from_ref(&dead))
+        .put("k", "v")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, Error::Connect { endpoint, .. } if endpoint == dead.as_str()),
         "{error:?}"
