@@ -7,3 +7,4 @@ pub mod client;
 pub mod config;
 pub mod kv;
 pub mod linearizability;
+pub mod local_cluster;
