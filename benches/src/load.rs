@@ -668,6 +668,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn writes_go_to_the_leader_found_through_status() {
+        let leader = MockServer::start_with(raft_server::client::mock::MockOptions {
+            id: 2,
+            ..Default::default()
+        })
+        .await;
+        let follower = MockServer::start().await;
+        follower.follow(raft_server::api::Member {
+            id: 2,
+            peer_addr: "127.0.0.1:1".into(),
+            client_addr: leader
+                .endpoint()
+                .as_str()
+                .trim_start_matches("http://")
+                .into(),
+            voter: true,
+        });
+        let plan = Plan {
+            endpoints: vec![follower.endpoint()],
+            clients: 2,
+            duration: Duration::from_millis(500),
+            value_size: 8,
+            key_space: 10,
+            workload: Workload::Put,
+            rate: None,
+        };
+        let report = run(&plan, |_| {}).await.unwrap();
+        assert!(report.ops > 0);
+        assert_eq!(
+            leader.requests(),
+            report.ops,
+            "every put went to the leader"
+        );
+        assert!(
+            Client::new(vec![follower.endpoint()])
+                .unwrap()
+                .range("", None)
+                .await
+                .unwrap()
+                .kvs
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
     async fn open_loop_runs_and_a_leaderless_cluster_is_reported() {
         let (json, _server) = bench_against_mock("put", Some(200.0)).await;
         assert!(json["ops"].as_u64().unwrap() > 0);

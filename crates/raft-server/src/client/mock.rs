@@ -147,6 +147,13 @@ impl MockServer {
         *lock(&self.state.fault) = fault;
     }
 
+    /// Makes this mock a follower of `leader`: `/v1/status` then reports
+    /// `leader.id` as the leader and lists `leader` among the members. Requests
+    /// are still served locally.
+    pub fn follow(&self, leader: Member) {
+        lock(&self.state.store).leader = Some(leader);
+    }
+
     /// How many requests reached the server.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
@@ -184,6 +191,8 @@ struct Store {
     kvs: BTreeMap<String, (Bytes, u64)>,
     members: Vec<Member>,
     snapshot_index: u64,
+    /// Another member this one reports as leader ([`MockServer::follow`]).
+    leader: Option<Member>,
 }
 
 impl Store {
@@ -393,17 +402,25 @@ async fn txn(State(state): AppState, body: Bytes) -> Response {
 
 async fn status(State(state): AppState) -> Response {
     let store = lock(&state.store);
+    let mut members = store.members.clone();
+    let (role, leader_id) = match &store.leader {
+        Some(leader) => {
+            members.push(leader.clone());
+            ("follower", leader.id)
+        }
+        None => ("leader", state.id),
+    };
     axum::Json(StatusResponse {
         id: state.id,
         cluster_id: "mock".to_owned(),
-        role: "leader".to_owned(),
+        role: role.to_owned(),
         term: store.term,
-        leader_id: Some(state.id),
+        leader_id: Some(leader_id),
         commit_index: store.revision,
         applied_index: store.revision,
         last_log_index: store.revision,
         snapshot_index: store.snapshot_index,
-        members: store.members.clone(),
+        members,
         version: "mock".to_owned(),
     })
     .into_response()
