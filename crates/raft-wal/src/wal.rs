@@ -107,6 +107,13 @@ impl Wal {
             .create_dir_all(&snap_dir)
             .map_err(io_error(&snap_dir))?;
         storage.sync_dir(&data_dir).map_err(io_error(&data_dir))?;
+        // The data directory's own name may be new too.
+        if let Some(parent) = data_dir
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            storage.sync_dir(parent).map_err(io_error(parent))?;
+        }
 
         let snapshot = snapshot::recover_snapshots(storage.as_ref(), &snap_dir)?;
         let recovered = recovery::recover(storage.as_ref(), &wal_dir, size, snapshot.as_ref())?;
