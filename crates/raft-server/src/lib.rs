@@ -5,6 +5,12 @@
 pub mod api;
 pub mod client;
 pub mod config;
+mod driver;
+pub mod http;
 pub mod kv;
 pub mod linearizability;
 pub mod local_cluster;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod storage;

@@ -1,0 +1,577 @@
+//! The one task that owns this member's raft-core `Node` and runs its driver loop:
+//! ticks, peer messages, client proposals and reads, durability acknowledgements from
+//! the WAL, and applying committed entries to the key-value state machine. Keeps
+//! true: the node is touched only here (no locks around it); messages that promise
+//! durability leave only after the WAL acknowledged the write; a client hears
+//! "committed" only after its entry is applied; WAL writes complete in the order
+//! they were handed out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raft_core::{
+    Entry, EntryId, EntryPayload, LogIndex, Membership, MembershipChange, Message, MessageBody,
+    Node, NodeId, PersistAck, ProposalResult, ReadMode, Role, Status,
+};
+use raft_transport::{Incoming, Transport};
+use raft_wal::{AppendUnit, Completion, Wal};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::kv::{self, ApplyResult, KvStore, MemberAddress};
+use crate::metrics::Metrics;
+use crate::storage::{WalStore, to_wal_entry};
+
+/// Why a request could not be served. The HTTP layer maps these to status codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// This member does not lead; `leader` is the one it knows of, if any.
+    #[error("not the leader")]
+    NotLeader {
+        /// The leader this member knows of.
+        leader: Option<NodeId>,
+    },
+    /// The entry was not committed: another leader's entry took its place. Safe to
+    /// retry.
+    #[error("the write was dropped by a leader change; retry")]
+    Dropped,
+    /// The outcome is unknown: the write may still commit.
+    #[error("the outcome of the write is unknown; it may still be applied")]
+    Unknown,
+    /// The request is invalid for the current state (message for the operator).
+    #[error("{0}")]
+    Invalid(String),
+    /// The member is shutting down.
+    #[error("the member is shutting down")]
+    ShuttingDown,
+    /// Something failed inside the member.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A request from the service layer to the driver.
+pub(crate) enum Request {
+    Propose {
+        command: Bytes,
+        reply: oneshot::Sender<Result<ApplyResult, ServiceError>>,
+    },
+    Read {
+        mode: ReadMode,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        context: Bytes,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    Transfer {
+        to: Option<NodeId>,
+        reply: oneshot::Sender<Result<NodeId, ServiceError>>,
+    },
+}
+
+/// State the driver publishes for readers (HTTP handlers, metrics).
+pub(crate) struct Shared {
+    /// The state machine. The driver writes under the lock while applying; readers
+    /// read after their read index has been applied.
+    pub(crate) kv: RwLock<KvStore>,
+    /// The node's status after the last loop iteration.
+    pub(crate) status: Mutex<Status>,
+    /// The membership in effect as of the applied index.
+    pub(crate) membership: Mutex<Membership>,
+    pub(crate) metrics: Metrics,
+}
+
+/// One handed-out write, on its way to the WAL waiter: the completion to wait for
+/// (none for a batch with nothing to write), the messages to release once durable,
+/// the acknowledgement for the node, and the number of entries (for metrics).
+struct PendingWrite {
+    completion: Option<Completion<raft_wal::Appended>>,
+    messages: Vec<Message>,
+    ack: PersistAck,
+    entries: usize,
+}
+
+/// What the WAL waiter reports back.
+enum Durable {
+    Written {
+        messages: Vec<Message>,
+        ack: PersistAck,
+        entries: usize,
+        started: Instant,
+    },
+    Failed(String),
+}
+
+/// The driver's inputs and outputs, for `run`.
+pub(crate) struct Driver {
+    pub(crate) node: Node<WalStore>,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) transport: Transport,
+    pub(crate) incoming: mpsc::Receiver<Incoming>,
+    pub(crate) requests: mpsc::Receiver<Request>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tick_interval: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) own_peer_addr: SocketAddr,
+}
+
+struct Loop {
+    node: Node<WalStore>,
+    transport: Transport,
+    shared: Arc<Shared>,
+    to_waiter: std::sync::mpsc::Sender<PendingWrite>,
+    pending_writes: HashMap<EntryId, (oneshot::Sender<Result<ApplyResult, ServiceError>>, Instant)>,
+    pending_changes: HashMap<EntryId, oneshot::Sender<Result<(), ServiceError>>>,
+    pending_reads: HashMap<u64, oneshot::Sender<Result<(), ServiceError>>>,
+    reads_waiting_apply: BTreeMap<LogIndex, Vec<oneshot::Sender<Result<(), ServiceError>>>>,
+    next_read_id: u64,
+    last_leader: Option<NodeId>,
+    own_id: NodeId,
+    own_peer_addr: SocketAddr,
+}
+
+impl Driver {
+    /// Runs until shutdown or a fatal error (a failed WAL write).
+    pub(crate) async fn run(self) -> Result<(), String> {
+        let Driver {
+            node,
+            wal,
+            transport,
+            mut incoming,
+            mut requests,
+            shared,
+            tick_interval,
+            mut shutdown,
+            own_peer_addr,
+        } = self;
+        let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
+        let (to_waiter, waiter_rx) = std::sync::mpsc::channel();
+        // WAL completions are waited for on a thread of their own, in order, so the
+        // driver never blocks on a disk.
+        let waiter = std::thread::Builder::new()
+            .name("raftd-wal-waiter".into())
+            .spawn(move || wait_for_writes(waiter_rx, durable_tx))
+            .map_err(|e| format!("cannot start the WAL waiter thread: {e}"))?;
+        let own_id = node.id();
+        let mut state = Loop {
+            node,
+            transport,
+            shared,
+            to_waiter,
+            pending_writes: HashMap::new(),
+            pending_changes: HashMap::new(),
+            pending_reads: HashMap::new(),
+            reads_waiting_apply: BTreeMap::new(),
+            next_read_id: 0,
+            last_leader: None,
+            own_id,
+            own_peer_addr,
+        };
+        state.sync_transport_members();
+        let mut ticker = tokio::time::interval(tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break Ok(());
+                    }
+                }
+                Some(durable) = durable_rx.recv() => {
+                    match durable {
+                        Durable::Written { messages, ack, entries, started } => {
+                            state.shared.metrics.observe_fsync(started.elapsed(), entries);
+                            for message in messages {
+                                state.send(message);
+                            }
+                            if let Err(e) = state.node.on_persisted(ack) {
+                                break Err(format!("raft node failed: {e}"));
+                            }
+                        }
+                        Durable::Failed(e) => break Err(format!("WAL write failed: {e}")),
+                    }
+                }
+                Some(event) = incoming.recv() => state.on_incoming(event),
+                Some(request) = requests.recv() => {
+                    state.on_request(request);
+                    // Batch: take every request already waiting before the next ready.
+                    while let Ok(request) = requests.try_recv() {
+                        state.on_request(request);
+                    }
+                }
+                _ = ticker.tick() => {
+                    if let Err(e) = state.node.tick() {
+                        break Err(format!("raft node failed: {e}"));
+                    }
+                }
+            }
+            if let Err(e) = state.process_ready(&wal) {
+                break Err(e);
+            }
+        };
+        state.fail_all(ServiceError::ShuttingDown);
+        drop(state.to_waiter);
+        let _ = tokio::task::spawn_blocking(move || waiter.join()).await;
+        result
+    }
+}
+
+fn wait_for_writes(
+    from_driver: std::sync::mpsc::Receiver<PendingWrite>,
+    to_driver: mpsc::UnboundedSender<Durable>,
+) {
+    while let Ok(PendingWrite {
+        completion,
+        messages,
+        ack,
+        entries,
+    }) = from_driver.recv()
+    {
+        let started = Instant::now();
+        if let Some(completion) = completion
+            && let Err(e) = completion.wait()
+        {
+            let _ = to_driver.send(Durable::Failed(e.to_string()));
+            return;
+        }
+        if to_driver
+            .send(Durable::Written {
+                messages,
+                ack,
+                entries,
+                started,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+impl Loop {
+    fn send(&mut self, message: Message) {
+        if matches!(message.body, MessageBody::InstallSnapshot(_)) {
+            // Snapshot streaming is not wired yet; raftd never compacts, so a leader
+            // never needs to send one.
+            tracing::warn!(to = %message.to, "dropping a snapshot message: snapshot transfer is not supported");
+            return;
+        }
+        if let Err(e) = self.transport.send(message) {
+            tracing::debug!(error = %e, "message not sent");
+        }
+    }
+
+    fn on_incoming(&mut self, event: Incoming) {
+        match event {
+            Incoming::Message(message) => {
+                if matches!(message.body, MessageBody::InstallSnapshot(_)) {
+                    // Without its data the snapshot cannot be installed; never step it.
+                    tracing::warn!(from = %message.from, "ignoring a snapshot message: snapshot transfer is not supported");
+                    return;
+                }
+                if let Err(e) = self.node.step(message) {
+                    tracing::warn!(error = %e, "message refused");
+                }
+            }
+            Incoming::Unreachable(peer) => self.node.report_unreachable(peer),
+            Incoming::Snapshot(snapshot) => {
+                tracing::warn!(from = %snapshot.from, "ignoring a streamed snapshot: not supported yet");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Propose { command, reply } => match self.node.propose(command) {
+                Ok(id) => {
+                    self.shared.metrics.proposals_pending.inc();
+                    self.pending_writes.insert(id, (reply, Instant::now()));
+                }
+                Err(e) => {
+                    self.shared.metrics.proposal_failed("not_leader");
+                    let _ = reply.send(Err(map_core_error(e)));
+                }
+            },
+            Request::Read { mode, reply } => {
+                self.next_read_id += 1;
+                match self.node.read_index(self.next_read_id, mode) {
+                    Ok(()) => {
+                        self.pending_reads.insert(self.next_read_id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(map_core_error(e)));
+                    }
+                }
+            }
+            Request::ChangeMembership {
+                change,
+                context,
+                reply,
+            } => match self.node.propose_membership_change(change, context) {
+                Ok(id) => {
+                    self.pending_changes.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(map_core_error(e)));
+                }
+            },
+            Request::Transfer { to, reply } => {
+                let target = to.or_else(|| self.best_transfer_target());
+                let result = match target {
+                    None => Err(ServiceError::Invalid(
+                        "no other voter to hand leadership to".into(),
+                    )),
+                    Some(target) => self
+                        .node
+                        .transfer_leadership(target)
+                        .map(|_| target)
+                        .map_err(map_core_error),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// The most caught-up other voter.
+    fn best_transfer_target(&self) -> Option<NodeId> {
+        let status = self.node.status();
+        let membership = self.node.membership();
+        status
+            .progress
+            .iter()
+            .filter(|p| p.id != self.own_id && membership.voters.contains(&p.id))
+            .max_by_key(|p| p.match_index)
+            .map(|p| p.id)
+    }
+
+    fn process_ready(&mut self, wal: &Wal) -> Result<(), String> {
+        while self.node.has_ready() {
+            let ready = self
+                .node
+                .ready()
+                .map_err(|e| format!("raft node failed: {e}"))?;
+            for message in ready.messages {
+                self.send(message);
+            }
+            if let Some(persist) = ready.persist {
+                if persist.snapshot.is_some() {
+                    return Err("asked to install a snapshot, which this build cannot do".into());
+                }
+                let entries = persist.entries.len();
+                let completion = if persist.hard_state.is_none() && persist.entries.is_empty() {
+                    None
+                } else {
+                    let unit = AppendUnit {
+                        hard_state: persist.hard_state.map(|h| raft_wal::HardState {
+                            term: h.term.0,
+                            vote: h.vote.map_or(0, |v| v.0),
+                            commit: h.commit.0,
+                        }),
+                        entries: persist.entries.iter().map(to_wal_entry).collect(),
+                    };
+                    let bytes: u64 = unit
+                        .entries
+                        .iter()
+                        .map(|e| e.payload.len() as u64 + 24)
+                        .sum();
+                    self.shared.metrics.wal_write_bytes.inc_by(bytes);
+                    Some(wal.submit(unit))
+                };
+                self.to_waiter
+                    .send(PendingWrite {
+                        completion,
+                        messages: persist.messages,
+                        ack: persist.ack,
+                        entries,
+                    })
+                    .map_err(|_| "the WAL waiter stopped".to_string())?;
+            }
+            if !ready.committed_entries.is_empty() {
+                self.apply(ready.committed_entries);
+            }
+            for outcome in ready.proposal_outcomes {
+                let failure = match outcome.result {
+                    ProposalResult::Committed => continue,
+                    ProposalResult::Dropped => ("dropped", ServiceError::Dropped),
+                    ProposalResult::Unknown => ("unknown", ServiceError::Unknown),
+                };
+                if let Some((reply, _)) = self.pending_writes.remove(&outcome.proposal) {
+                    self.shared.metrics.proposals_pending.dec();
+                    self.shared.metrics.proposal_failed(failure.0);
+                    let _ = reply.send(Err(failure.1.clone()));
+                }
+                if let Some(reply) = self.pending_changes.remove(&outcome.proposal) {
+                    let _ = reply.send(Err(failure.1));
+                }
+            }
+            for read in ready.read_states {
+                let Some(reply) = self.pending_reads.remove(&read.request_id) else {
+                    continue;
+                };
+                match read.index {
+                    None => {
+                        let _ = reply.send(Err(ServiceError::NotLeader {
+                            leader: self.node.leader(),
+                        }));
+                    }
+                    Some(index) if index.0 <= self.applied_index() => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Some(index) => self
+                        .reads_waiting_apply
+                        .entry(index)
+                        .or_default()
+                        .push(reply),
+                }
+            }
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.shared.kv.read().expect("kv lock").applied_index()
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        let started = Instant::now();
+        let last = entries.last().map(|e| e.index).expect("not empty");
+        let mut results = Vec::new();
+        let mut membership_changed = false;
+        {
+            let mut kv = self.shared.kv.write().expect("kv lock");
+            for entry in &entries {
+                let index = entry.index.0;
+                if index <= kv.applied_index() {
+                    continue; // Already in the state machine (recovered from a snapshot).
+                }
+                match &entry.payload {
+                    EntryPayload::Command(bytes) => match kv::Command::decode(bytes.clone()) {
+                        Ok(command) => results.push((entry.id(), kv.apply(index, &command))),
+                        Err(e) => {
+                            tracing::error!(index, error = %e, "undecodable command in the log; applied as a no-op");
+                            kv.apply_noop(index);
+                        }
+                    },
+                    EntryPayload::Membership {
+                        membership,
+                        context,
+                    } => {
+                        let voters = membership.all_voters().into_iter().map(|id| id.0).collect();
+                        let learners = membership.learners.iter().map(|id| id.0).collect();
+                        if let Err(e) = kv.apply_membership(index, &voters, &learners, context) {
+                            tracing::error!(index, error = %e, "membership context undecodable");
+                        }
+                        *self.shared.membership.lock().expect("membership lock") =
+                            membership.clone();
+                        membership_changed = true;
+                        if let Some(reply) = self.pending_changes.remove(&entry.id()) {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                    _ => kv.apply_noop(index),
+                }
+            }
+        }
+        self.node.on_applied(last);
+        let metrics = &self.shared.metrics;
+        metrics
+            .apply_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.proposals_applied.inc_by(entries.len() as u64);
+        for (id, result) in results {
+            if let Some((reply, proposed_at)) = self.pending_writes.remove(&id) {
+                metrics.proposals_pending.dec();
+                metrics.proposals_committed.inc();
+                metrics
+                    .proposal_commit_duration
+                    .observe(proposed_at.elapsed().as_secs_f64());
+                let _ = reply.send(Ok(result));
+            }
+        }
+        // Reads whose index is now applied.
+        let still_waiting = self.reads_waiting_apply.split_off(&last.next());
+        for (_, replies) in std::mem::replace(&mut self.reads_waiting_apply, still_waiting) {
+            for reply in replies {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        if membership_changed {
+            self.sync_transport_members();
+        }
+    }
+
+    /// Tells the transport every other member's peer address, from the state machine.
+    fn sync_transport_members(&self) {
+        let kv = self.shared.kv.read().expect("kv lock");
+        let members: BTreeMap<NodeId, SocketAddr> = kv
+            .members()
+            .into_iter()
+            .filter(|(m, _)| m.id != self.own_id.0)
+            .filter_map(|(m, _)| m.peer_addr.parse().ok().map(|addr| (NodeId(m.id), addr)))
+            .collect();
+        let _ = self.own_peer_addr;
+        self.transport.set_members(members);
+    }
+
+    fn publish_status(&mut self) {
+        let status = self.node.status();
+        let metrics = &self.shared.metrics;
+        if status.leader != self.last_leader {
+            if status.leader.is_some() {
+                metrics.leader_changes.inc();
+            }
+            self.last_leader = status.leader;
+        }
+        metrics.record_status(&status, self.node.membership());
+        *self.shared.status.lock().expect("status lock") = status;
+    }
+
+    fn fail_all(&mut self, error: ServiceError) {
+        for (_, (reply, _)) in self.pending_writes.drain() {
+            let _ = reply.send(Err(ServiceError::Unknown));
+        }
+        for (_, reply) in self.pending_changes.drain() {
+            let _ = reply.send(Err(ServiceError::Unknown));
+        }
+        for (_, reply) in self.pending_reads.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, replies) in std::mem::take(&mut self.reads_waiting_apply) {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Maps raft-core's refusals to the service's errors.
+pub(crate) fn map_core_error(error: raft_core::Error) -> ServiceError {
+    match error {
+        raft_core::Error::NotLeader { leader } => ServiceError::NotLeader { leader },
+        raft_core::Error::TransferInProgress { .. } => ServiceError::NotLeader { leader: None },
+        raft_core::Error::LeaseReadWithoutCheckQuorum
+        | raft_core::Error::MembershipChangeInProgress
+        | raft_core::Error::InvalidMembershipChange { .. }
+        | raft_core::Error::InvalidTransferTarget { .. } => {
+            ServiceError::Invalid(error.to_string())
+        }
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+/// Whether the node is the leader (for readiness and metrics).
+pub(crate) fn is_leader(status: &Status) -> bool {
+    status.role == Role::Leader
+}
+
+/// Builds the member context of an "add learner" change.
+pub(crate) fn member_context(member: &MemberAddress) -> Bytes {
+    kv::encode_member_context(std::slice::from_ref(member))
+}

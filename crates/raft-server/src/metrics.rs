@@ -1,0 +1,411 @@
+//! The Prometheus metrics of docs/metrics in SPEC: one registry per member, every name
+//! prefixed `raft_`, base units, counters ending in `_total`, latency histograms with
+//! buckets from 100 µs. Transport counters are cumulative in raft-transport's stats;
+//! they are carried over as deltas at scrape time so they stay true counters.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use raft_core::{Membership, NodeId, Status};
+use raft_transport::TransportStats;
+
+/// Latency buckets: 100 µs doubling to about 6.5 s.
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.0001, 2.0, 17).expect("valid buckets")
+}
+
+/// Every metric of one member.
+pub struct Metrics {
+    registry: Registry,
+    has_leader: IntGauge,
+    is_leader: IntGauge,
+    pub(crate) leader_changes: IntCounter,
+    term: IntGauge,
+    commit_index: IntGauge,
+    applied_index: IntGauge,
+    last_log_index: IntGauge,
+    snapshot_index: IntGauge,
+    voters: IntGauge,
+    learners: IntGauge,
+    pub(crate) proposals_committed: IntCounter,
+    pub(crate) proposals_applied: IntCounter,
+    proposals_failed: IntCounterVec,
+    pub(crate) proposals_pending: IntGauge,
+    pub(crate) proposal_commit_duration: Histogram,
+    pub(crate) apply_duration: Histogram,
+    fsync_duration: Histogram,
+    fsync_batch_entries: Histogram,
+    pub(crate) wal_write_bytes: IntCounter,
+    pub(crate) wal_segments: IntGauge,
+    /// Time to write a snapshot (raftd does not take snapshots yet).
+    pub snapshot_save_duration: Histogram,
+    peer_sent_bytes: IntCounterVec,
+    peer_received_bytes: IntCounterVec,
+    peer_rtt: prometheus::GaugeVec,
+    peer_connected: IntGaugeVec,
+    peer_match_index: IntGaugeVec,
+    peer_lag: IntGaugeVec,
+    client_requests: IntCounterVec,
+    client_duration: HistogramVec,
+    /// Last transport totals seen, per peer: (sent, received).
+    peer_totals: Mutex<BTreeMap<NodeId, (u64, u64)>>,
+}
+
+macro_rules! register {
+    ($registry:expr, $metric:expr) => {{
+        let metric = $metric.expect("valid metric");
+        $registry
+            .register(Box::new(metric.clone()))
+            .expect("unique metric name");
+        metric
+    }};
+}
+
+impl Metrics {
+    /// Creates and registers every metric, including the process collector.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help);
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
+        };
+        Metrics {
+            has_leader: register!(
+                registry,
+                gauge("raft_server_has_leader", "1 if this member knows a leader.")
+            ),
+            is_leader: register!(
+                registry,
+                gauge("raft_server_is_leader", "1 if this member is the leader.")
+            ),
+            leader_changes: register!(
+                registry,
+                counter(
+                    "raft_server_leader_changes_seen_total",
+                    "Leader changes this member has seen."
+                )
+            ),
+            term: register!(registry, gauge("raft_term", "Current term.")),
+            commit_index: register!(
+                registry,
+                gauge("raft_commit_index", "Highest index known committed.")
+            ),
+            applied_index: register!(
+                registry,
+                gauge("raft_applied_index", "Highest index applied.")
+            ),
+            last_log_index: register!(
+                registry,
+                gauge("raft_last_log_index", "Last index of the log.")
+            ),
+            snapshot_index: register!(
+                registry,
+                gauge("raft_snapshot_index", "Index of the newest snapshot.")
+            ),
+            voters: register!(
+                registry,
+                gauge("raft_cluster_voters", "Voters in the configuration.")
+            ),
+            learners: register!(
+                registry,
+                gauge("raft_cluster_learners", "Learners in the configuration.")
+            ),
+            proposals_committed: register!(
+                registry,
+                counter(
+                    "raft_proposals_committed_total",
+                    "Proposals of this member committed and applied."
+                )
+            ),
+            proposals_applied: register!(
+                registry,
+                counter("raft_proposals_applied_total", "Entries applied.")
+            ),
+            proposals_failed: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "raft_proposals_failed_total",
+                        "Proposals that failed, by reason."
+                    ),
+                    &["reason"]
+                )
+            ),
+            proposals_pending: register!(
+                registry,
+                gauge("raft_proposals_pending", "Proposals waiting to commit.")
+            ),
+            proposal_commit_duration: register!(
+                registry,
+                histogram(
+                    "raft_proposal_commit_duration_seconds",
+                    "From proposal to applied, on the leader."
+                )
+            ),
+            apply_duration: register!(
+                registry,
+                histogram(
+                    "raft_apply_duration_seconds",
+                    "Time to apply one batch of committed entries."
+                )
+            ),
+            fsync_duration: register!(
+                registry,
+                histogram(
+                    "raft_wal_fsync_duration_seconds",
+                    "Time from WAL submit to durable."
+                )
+            ),
+            fsync_batch_entries: register!(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "raft_wal_fsync_batch_entries",
+                        "Entries per durable WAL write."
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 2.0, 14).expect("valid buckets"))
+                )
+            ),
+            wal_write_bytes: register!(
+                registry,
+                counter("raft_wal_write_bytes_total", "Bytes of entries written.")
+            ),
+            wal_segments: register!(registry, gauge("raft_wal_segments", "WAL segment files.")),
+            snapshot_save_duration: register!(
+                registry,
+                histogram(
+                    "raft_snapshot_save_duration_seconds",
+                    "Time to write a snapshot."
+                )
+            ),
+            peer_sent_bytes: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("raft_peer_sent_bytes_total", "Bytes sent to a peer."),
+                    &["peer"]
+                )
+            ),
+            peer_received_bytes: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "raft_peer_received_bytes_total",
+                        "Bytes received from a peer."
+                    ),
+                    &["peer"]
+                )
+            ),
+            peer_rtt: register!(
+                registry,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "raft_peer_round_trip_time_seconds",
+                        "QUIC round-trip time to a peer."
+                    ),
+                    &["peer"]
+                )
+            ),
+            peer_connected: register!(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("raft_peer_connected", "1 if connected to the peer."),
+                    &["peer"]
+                )
+            ),
+            peer_match_index: register!(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "raft_peer_match_index",
+                        "On the leader: a peer's match index."
+                    ),
+                    &["peer"]
+                )
+            ),
+            peer_lag: register!(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "raft_peer_lag_entries",
+                        "On the leader: entries a peer is behind."
+                    ),
+                    &["peer"]
+                )
+            ),
+            client_requests: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "raft_client_requests_total",
+                        "Client requests by operation and code."
+                    ),
+                    &["op", "code"]
+                )
+            ),
+            client_duration: register!(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "raft_client_request_duration_seconds",
+                        "Client request latency."
+                    )
+                    .buckets(latency_buckets()),
+                    &["op"]
+                )
+            ),
+            peer_totals: Mutex::new(BTreeMap::new()),
+            registry,
+        }
+    }
+
+    /// Counts a failed proposal.
+    pub(crate) fn proposal_failed(&self, reason: &str) {
+        self.proposals_failed.with_label_values(&[reason]).inc();
+    }
+
+    /// Records one durable WAL write.
+    pub(crate) fn observe_fsync(&self, duration: Duration, entries: usize) {
+        self.fsync_duration.observe(duration.as_secs_f64());
+        self.fsync_batch_entries.observe(entries as f64);
+    }
+
+    /// Records one client request.
+    pub fn observe_request(&self, op: &str, code: u16, duration: Duration) {
+        self.client_requests
+            .with_label_values(&[op, &code.to_string()])
+            .inc();
+        self.client_duration
+            .with_label_values(&[op])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Copies the node's status into the gauges.
+    pub(crate) fn record_status(&self, status: &Status, membership: &Membership) {
+        self.has_leader.set(i64::from(status.leader.is_some()));
+        self.is_leader
+            .set(i64::from(status.role == raft_core::Role::Leader));
+        self.term.set(status.term.0 as i64);
+        self.commit_index.set(status.commit_index.0 as i64);
+        self.applied_index.set(status.applied_index.0 as i64);
+        self.last_log_index.set(status.last_index.0 as i64);
+        self.snapshot_index.set(status.snapshot_index.0 as i64);
+        self.voters.set(membership.all_voters().len() as i64);
+        self.learners.set(membership.learners.len() as i64);
+        for progress in &status.progress {
+            let peer = progress.id.to_string();
+            self.peer_match_index
+                .with_label_values(&[&peer])
+                .set(progress.match_index.0 as i64);
+            self.peer_lag
+                .with_label_values(&[&peer])
+                .set(status.last_index.0.saturating_sub(progress.match_index.0) as i64);
+        }
+    }
+
+    /// Brings the per-peer network metrics up to date with the transport's totals.
+    pub(crate) fn record_transport(&self, stats: &TransportStats) {
+        let mut totals = self.peer_totals.lock().expect("metrics lock");
+        for (id, peer) in &stats.peers {
+            let label = id.to_string();
+            let (sent, received) = totals.entry(*id).or_insert((0, 0));
+            self.peer_sent_bytes
+                .with_label_values(&[&label])
+                .inc_by(peer.sent_bytes.saturating_sub(*sent));
+            self.peer_received_bytes
+                .with_label_values(&[&label])
+                .inc_by(peer.received_bytes.saturating_sub(*received));
+            *sent = (*sent).max(peer.sent_bytes);
+            *received = (*received).max(peer.received_bytes);
+            self.peer_connected
+                .with_label_values(&[&label])
+                .set(i64::from(peer.connected));
+            if let Some(rtt) = peer.round_trip_time {
+                self.peer_rtt
+                    .with_label_values(&[&label])
+                    .set(rtt.as_secs_f64());
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_of_the_contract_is_exposed() {
+        let metrics = Metrics::new();
+        metrics.proposal_failed("not_leader");
+        metrics.observe_request("put", 200, Duration::from_millis(1));
+        metrics.peer_connected.with_label_values(&["2"]).set(1);
+        metrics.peer_sent_bytes.with_label_values(&["2"]).inc();
+        metrics.peer_received_bytes.with_label_values(&["2"]).inc();
+        metrics.peer_rtt.with_label_values(&["2"]).set(0.001);
+        metrics.peer_match_index.with_label_values(&["2"]).set(1);
+        metrics.peer_lag.with_label_values(&["2"]).set(0);
+        let text = metrics.render();
+        for name in [
+            "raft_server_has_leader",
+            "raft_server_is_leader",
+            "raft_server_leader_changes_seen_total",
+            "raft_term",
+            "raft_commit_index",
+            "raft_applied_index",
+            "raft_last_log_index",
+            "raft_snapshot_index",
+            "raft_cluster_voters",
+            "raft_cluster_learners",
+            "raft_proposals_committed_total",
+            "raft_proposals_applied_total",
+            "raft_proposals_failed_total",
+            "raft_proposals_pending",
+            "raft_proposal_commit_duration_seconds",
+            "raft_apply_duration_seconds",
+            "raft_wal_fsync_duration_seconds",
+            "raft_wal_fsync_batch_entries",
+            "raft_wal_write_bytes_total",
+            "raft_wal_segments",
+            "raft_snapshot_save_duration_seconds",
+            "raft_peer_sent_bytes_total",
+            "raft_peer_received_bytes_total",
+            "raft_peer_round_trip_time_seconds",
+            "raft_peer_connected",
+            "raft_peer_match_index",
+            "raft_peer_lag_entries",
+            "raft_client_requests_total",
+            "raft_client_request_duration_seconds",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+    }
+}
