@@ -21,7 +21,10 @@ struct BoundedAllocator;
 // SAFETY: forwards to the system allocator unchanged; only adds a size check.
 unsafe impl GlobalAlloc for BoundedAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        assert!(layout.size() <= MAX_ALLOCATION_BYTES, "allocation of {} bytes", layout.size());
+        // An allocator must not unwind: abort, and libFuzzer reports the stack.
+        if layout.size() > MAX_ALLOCATION_BYTES {
+            std::process::abort();
+        }
         // SAFETY: same layout contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -32,7 +35,9 @@ unsafe impl GlobalAlloc for BoundedAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        assert!(new_size <= MAX_ALLOCATION_BYTES, "reallocation to {new_size} bytes");
+        if new_size > MAX_ALLOCATION_BYTES {
+            std::process::abort();
+        }
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
