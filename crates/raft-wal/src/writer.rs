@@ -1,7 +1,9 @@
-//! The writer thread: group commit. It takes every queued request at once, checks
-//! each against the log, encodes them into one commit group, writes it with one
-//! write, syncs it with one `fdatasync`, publishes the change to readers and only
-//! then acknowledges. While it syncs, the next batch queues up. Invariants:
+//! The writer: group commit. It takes every queued request at once, checks each
+//! against the log, encodes them into one commit group, writes it with one write,
+//! syncs it with one `fdatasync`, publishes the change to readers and only then
+//! acknowledges. While it syncs, the next batch queues up. The writer state sits
+//! behind one mutex: the writer thread holds it per batch, and a blocking append
+//! that finds the log idle holds it to run its own group. Invariants:
 //! at most one written-but-unsynced commit group exists at any instant (recovery
 //! relies on it), and nothing is acknowledged or made visible before its sync
 //! returned. After any write or sync error the log is poisoned for good.
