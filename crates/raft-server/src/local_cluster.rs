@@ -488,9 +488,11 @@ mod tests {
         prepare(&args(tmp.path())).unwrap();
         let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
         let config_path = tmp.path().join("node2/raftd.toml");
-        let edited = std::fs::read_to_string(&config_path)
-            .unwrap()
-            .replacen("id = 2\n", "id = 2\nlog_level = \"debug\"\n", 1);
+        let edited = std::fs::read_to_string(&config_path).unwrap().replacen(
+            "id = 2\n",
+            "id = 2\nlog_level = \"debug\"\n",
+            1,
+        );
         std::fs::write(&config_path, &edited).unwrap();
 
         let cluster = prepare(&args(tmp.path())).unwrap();
