@@ -1,0 +1,206 @@
+//! A test cluster of real `raftd` processes: generated certificates and configs in a
+//! temporary directory, free ports on 127.0.0.1, start / kill -9 / SIGTERM /
+//! restart by member, and helpers to find the leader and wait for readiness. Every
+//! wait has a generous bound that only guards against hangs.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use raft_server::client::{Client, Endpoint};
+
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+pub(crate) struct Member {
+    pub(crate) id: u64,
+    pub(crate) client_addr: SocketAddr,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) config: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub(crate) struct TestCluster {
+    /// Holds the certificates, configs and data directories until dropped.
+    _dir: tempfile::TempDir,
+    pub(crate) members: Vec<Member>,
+}
+
+fn free_tcp_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+fn free_udp_port() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr")
+}
+
+impl TestCluster {
+    /// Writes certificates and configs for `n` members (not started).
+    pub(crate) fn new(n: u64) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        raft_transport::certs::write_dev_certs(&certs, n, &[]).expect("certs");
+        let members: Vec<Member> = (1..=n)
+            .map(|id| {
+                let home = dir.path().join(format!("node{id}"));
+                std::fs::create_dir_all(&home).expect("mkdir");
+                Member {
+                    id,
+                    client_addr: free_tcp_port(),
+                    peer_addr: free_udp_port(),
+                    config: home.join("raftd.toml"),
+                    data_dir: home.join("data"),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut initial = String::new();
+        for m in &members {
+            initial.push_str(&format!(
+                "[[initial_members]]\nid = {}\npeer_addr = \"{}\"\nclient_addr = \"{}\"\n",
+                m.id, m.peer_addr, m.client_addr
+            ));
+        }
+        for m in &members {
+            let text = format!(
+                "id = {id}\ndata_dir = \"{data}\"\nlisten_peer = \"{peer}\"\nlisten_client = \"{client}\"\n\
+                 tick_interval_ms = 50\nelection_timeout_ticks = 10\nrequest_timeout_ms = 5000\n\
+                 shutdown_transfer_timeout_ms = 3000\n{initial}\n[tls]\nca = \"{certs}/ca.pem\"\n\
+                 cert = \"{certs}/node{id}.pem\"\nkey = \"{certs}/node{id}-key.pem\"\n",
+                id = m.id,
+                data = m.data_dir.display(),
+                peer = m.peer_addr,
+                client = m.client_addr,
+                certs = certs.display(),
+            );
+            std::fs::write(&m.config, text).expect("write config");
+        }
+        TestCluster { _dir: dir, members }
+    }
+
+    /// Starts every member.
+    pub(crate) fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.start(i);
+        }
+    }
+
+    /// Starts member index `i` (0-based) as a child process.
+    pub(crate) fn start(&mut self, i: usize) {
+        let member = &mut self.members[i];
+        assert!(
+            member.child.is_none(),
+            "member {} already running",
+            member.id
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(member.config.with_file_name("raftd.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_raftd"))
+            .args(["run", "--config"])
+            .arg(&member.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn raftd");
+        member.child = Some(child);
+    }
+
+    /// SIGKILLs member `i`.
+    pub(crate) fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal to member `i` (SIGTERM, SIGSTOP, SIGCONT).
+    pub(crate) fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let child = self.members[i].child.as_ref().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .expect("signal");
+    }
+
+    /// Waits for member `i` to exit and returns its status.
+    pub(crate) fn wait_exit(&mut self, i: usize) -> ExitStatus {
+        let mut child = self.members[i].child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {} did not exit",
+                self.members[i].id
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn endpoint(&self, i: usize) -> Endpoint {
+        format!("http://{}", self.members[i].client_addr)
+            .parse()
+            .expect("endpoint")
+    }
+
+    /// A client talking to member `i` only.
+    pub(crate) fn client(&self, i: usize) -> Client {
+        Client::new(vec![self.endpoint(i)]).expect("client")
+    }
+
+    /// A client with every running member as an endpoint.
+    pub(crate) fn any_client(&self) -> Client {
+        let endpoints = (0..self.members.len())
+            .filter(|&i| self.is_running(i))
+            .map(|i| self.endpoint(i))
+            .collect();
+        Client::new(endpoints).expect("client")
+    }
+
+    pub(crate) fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
+    }
+
+    /// Waits until every running member knows the same leader, and returns its index.
+    pub(crate) async fn wait_leader(&self) -> usize {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut leaders = Vec::new();
+            for i in (0..self.members.len()).filter(|&i| self.is_running(i)) {
+                match self.client(i).status().await {
+                    Ok(status) => leaders.push((status.leader_id, status.role == "leader", i)),
+                    Err(_) => leaders.push((None, false, i)),
+                }
+            }
+            let first = leaders.first().and_then(|l| l.0);
+            if let Some(id) = first
+                && leaders.iter().all(|l| l.0 == first)
+                && let Some(i) = self.members.iter().position(|m| m.id == id)
+                && self.is_running(i)
+            {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running member agrees on a leader (and so can serve).
+    pub(crate) async fn wait_ready(&self) {
+        self.wait_leader().await;
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Crashes, pauses and restarts of real members: no acknowledged write is lost, a
+//! new leader takes over, a paused leader serves no stale read, SIGTERM hands off,
+//! and a second raftd on a data directory is refused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use raft_server::client::Consistency;
+
+use crate::cluster::TestCluster;
+
+async fn write_keys(cluster: &TestCluster, prefix: &str, n: usize) -> BTreeMap<String, String> {
+    let client = cluster.any_client();
+    let mut written = BTreeMap::new();
+    for i in 0..n {
+        let (key, value) = (format!("{prefix}-{i}"), format!("v{i}"));
+        client
+            .put(&key, value.clone())
+            .await
+            .expect("acknowledged write");
+        written.insert(key, value);
+    }
+    written
+}
+
+async fn assert_all_present(cluster: &TestCluster, i: usize, written: &BTreeMap<String, String>) {
+    for (key, value) in written {
+        let got = cluster
+            .client(i)
+            .get(key, Consistency::Linearizable)
+            .await
+            .expect("get")
+            .expect("key present");
+        assert_eq!(got.value, value.as_bytes(), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    let leader = cluster.wait_leader().await;
+    let before = write_keys(&cluster, "before", 20).await;
+    cluster.kill9(leader);
+    let new_leader = cluster.wait_leader().await;
+    assert_ne!(new_leader, leader);
+    assert_all_present(&cluster, new_leader, &before).await;
+    let after = write_keys(&cluster, "after", 10).await;
+    // The old leader rejoins and catches up.
+    cluster.start(leader);
+    cluster.wait_leader().await;
+    for _ in 0..200 {
+        let got = cluster
+            .client(leader)
+            .get("after-9", Consistency::Stale)
+            .await;
+        if matches!(got, Ok(Some(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_all_present(&cluster, leader, &before).await;
+    assert_all_present(&cluster, leader, &after).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_member_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    cluster.wait_leader().await;
+    let written = write_keys(&cluster, "durable", 30).await;
+    for i in 0..3 {
+        cluster.kill9(i);
+    }
+    cluster.start_all();
+    let leader = cluster.wait_leader().await;
+    assert_all_present(&cluster, leader, &written).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_steps_down_and_serves_no_stale_read() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    let old = cluster.wait_leader().await;
+    cluster.any_client().put("k", "old").await.expect("put");
+    cluster.signal(old, Signal::SIGSTOP);
+    // The others elect a leader and take a newer write.
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let mut written = false;
+    for _ in 0..200 {
+        if cluster.client(others[0]).put("k", "new").await.is_ok() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "the majority never took the write");
+    cluster.signal(old, Signal::SIGCONT);
+    // Right after resuming, the old leader must never return the old value for a
+    // linearizable read: either the new value or an error.
+    for _ in 0..40 {
+        match cluster
+            .client(old)
+            .get("k", Consistency::Linearizable)
+            .await
+        {
+            Ok(Some(value)) => assert_eq!(value.value, "new".as_bytes(), "stale linearizable read"),
+            Ok(None) => panic!("the key vanished"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let status = cluster.client(old).status().await.expect("status");
+    assert_ne!(status.role, "leader", "the paused leader did not step down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_leader_hands_off_and_exits_cleanly() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    let leader = cluster.wait_leader().await;
+    let written = write_keys(&cluster, "handoff", 5).await;
+    cluster.signal(leader, Signal::SIGTERM);
+    let status = cluster.wait_exit(leader);
+    assert_eq!(status.code(), Some(0), "clean stop exits 0");
+    let new_leader = cluster.wait_leader().await;
+    assert_ne!(new_leader, leader);
+    assert_all_present(&cluster, new_leader, &written).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_raftd_on_the_same_data_dir_exits_3() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    cluster.wait_leader().await;
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_raftd"))
+        .args(["run", "--config"])
+        .arg(&cluster.members[0].config)
+        .args([
+            "--listen-client",
+            "127.0.0.1:0",
+            "--listen-peer",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+#[test]
+fn an_unknown_config_key_exits_2_naming_it() {
+    let cluster = TestCluster::new(1);
+    let config = &cluster.members[0].config;
+    let mut text = std::fs::read_to_string(config).expect("read");
+    text.insert_str(0, "no_such_key = 1\n");
+    std::fs::write(config, text).expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_raftd"))
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no_such_key"));
+}
