@@ -111,9 +111,9 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "simulate: seeds={} failures={failures} steps={steps} committed_proposals={committed} reads_served={reads} membership_entries={changes} snapshots_installed={installs}",
-        args.seeds
+        "work: committed_proposals={committed} reads_served={reads} membership_entries={changes} snapshots_installed={installs}"
     );
+    println!("simulate: seeds={} failures={failures} steps={steps}", args.seeds);
     if failures > 0 {
         ExitCode::FAILURE
     } else {
