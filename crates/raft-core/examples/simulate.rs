@@ -113,7 +113,10 @@ fn main() -> ExitCode {
     println!(
         "work: committed_proposals={committed} reads_served={reads} membership_entries={changes} snapshots_installed={installs}"
     );
-    println!("simulate: seeds={} failures={failures} steps={steps}", args.seeds);
+    println!(
+        "simulate: seeds={} failures={failures} steps={steps}",
+        args.seeds
+    );
     if failures > 0 {
         ExitCode::FAILURE
     } else {
