@@ -329,7 +329,14 @@ async fn status(State(state): State<AppState>) -> Response {
 }
 
 async fn members(State(state): State<AppState>) -> Response {
-    axum::Json(state.service.members()).into_response()
+    let started = Instant::now();
+    let result = state
+        .service
+        .members_linearizable()
+        .await
+        .map(|m| axum::Json(m).into_response())
+        .map_err(ApiError::from);
+    observe(&state, "members", started, result)
 }
 
 async fn add_member(

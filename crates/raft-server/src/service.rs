@@ -183,6 +183,13 @@ impl Service {
         }
     }
 
+    /// Every member, as of a linearizable read (so a change acknowledged before the
+    /// call is visible, whichever member answers).
+    pub async fn members_linearizable(&self) -> Result<api::MembersResponse, ServiceError> {
+        self.barrier(Consistency::Linearizable).await?;
+        Ok(self.members())
+    }
+
     /// The client address of member `id`, if known.
     pub fn client_addr(&self, id: NodeId) -> Option<String> {
         let kv = self.shared.kv.read().expect("kv lock");
@@ -219,6 +226,9 @@ impl Service {
             .await
     }
 
+    /// Proposes a change and answers once it is complete: its entry applied here and,
+    /// for a change of voters, the joint configuration left again (the leader does
+    /// that by itself), so the next change can follow at once.
     async fn change_membership(
         &self,
         change: MembershipChange,
@@ -232,7 +242,21 @@ impl Service {
             },
             ServiceError::Unknown,
         )
-        .await
+        .await?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        while self
+            .shared
+            .membership
+            .lock()
+            .expect("membership lock")
+            .is_joint()
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServiceError::Unknown);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Hands leadership to `to` (or the most caught-up voter) and waits until a

@@ -40,6 +40,13 @@ fn free_udp_port() -> SocketAddr {
 impl TestCluster {
     /// Writes certificates and configs for `n` members (not started).
     pub(crate) fn new(n: u64) -> TestCluster {
+        TestCluster::with_spares(n, 0)
+    }
+
+    /// `voters` initial members plus `spares` members that are configured (with the
+    /// same initial members) but not part of the cluster until added.
+    pub(crate) fn with_spares(voters: u64, spares: u64) -> TestCluster {
+        let n = voters + spares;
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dir.path().join("certs");
         raft_transport::certs::write_dev_certs(&certs, n, &[]).expect("certs");
@@ -58,7 +65,7 @@ impl TestCluster {
             })
             .collect();
         let mut initial = String::new();
-        for m in &members {
+        for m in members.iter().filter(|m| m.id <= voters) {
             initial.push_str(&format!(
                 "[[initial_members]]\nid = {}\npeer_addr = \"{}\"\nclient_addr = \"{}\"\n",
                 m.id, m.peer_addr, m.client_addr

@@ -155,7 +155,10 @@ async fn histories_under_crashes_and_pauses_are_linearizable() {
         definite >= 50,
         "too few operations completed to judge: {definite}"
     );
-    eprintln!("history: {} operations, {definite} with a definite outcome", operations.len());
+    eprintln!(
+        "history: {} operations, {definite} with a definite outcome",
+        operations.len()
+    );
     let result = history.check(Duration::from_secs(20));
     assert!(result.is_linearizable(), "{}", result.verdict);
 }

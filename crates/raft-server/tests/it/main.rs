@@ -5,3 +5,4 @@ mod cluster;
 mod failures;
 mod kv;
 mod linearizable;
+mod membership;
