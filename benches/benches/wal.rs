@@ -1,8 +1,16 @@
 //! Durable append throughput and latency of raft-wal with 1, 16 and 256 concurrent
 //! appenders (256-byte entries, each acknowledged only after its fdatasync), and in
 //! the same run a raw baseline: a plain `write` + `fdatasync` loop writing the same
-//! bytes per sync as the WAL's average commit group. Prints a summary with
-//! entries/s, latency percentiles, average batch and the WAL/raw ratio.
+//! bytes per sync as the WAL's average commit group.
+//!
+//! The disk here is shared and noisy (fdatasync rates swing tenfold within
+//! seconds), so after the criterion groups a summary alternates short WAL and raw
+//! rounds (`RAFT_WAL_BENCH_ROUNDS`, default 10, of `RAFT_WAL_BENCH_ROUND_MS`, default
+//! 300 ms, per side) and prints medians: entries/s, latency percentiles, entries per
+//! sync, CPU per entry (whole process) and the median of the per-round WAL/raw
+//! ratios. Besides one OS thread per appender, the summary has a `256 (8x32)` row:
+//! 256 concurrent appends kept in flight by 8 threads through the non-blocking
+//! `submit`, as an event-loop server would drive the log.
 //!
 //! The log lives in a temporary directory under `RAFT_WAL_BENCH_DIR` (default: the
 //! system temp dir); it must be on the real disk, not tmpfs.
@@ -205,6 +213,70 @@ fn wal_round(
     (measured, cpu)
 }
 
+/// `threads` threads, each keeping `depth` appends in flight through the
+/// non-blocking `submit` (the way an event-loop server drives the log):
+/// `threads * depth` concurrent appenders without one OS thread each.
+fn pipelined_round(
+    wal: &Arc<Wal>,
+    next: &Arc<Mutex<u64>>,
+    threads: usize,
+    depth: usize,
+    duration: Duration,
+) -> (Measured, f64) {
+    let payload = Bytes::from(vec![0xA5u8; ENTRY_BYTES]);
+    let stats_before = wal.stats();
+    let cpu_before = cpu_seconds();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let latencies: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (wal, next, payload) = (Arc::clone(wal), Arc::clone(next), payload.clone());
+                scope.spawn(move || {
+                    let mut latencies = Vec::new();
+                    let mut in_flight = std::collections::VecDeque::with_capacity(depth);
+                    loop {
+                        while in_flight.len() < depth && Instant::now() < deadline {
+                            let started = Instant::now();
+                            let completion = {
+                                let mut next = next.lock().unwrap();
+                                let index = *next;
+                                *next += 1;
+                                wal.submit(AppendUnit {
+                                    hard_state: None,
+                                    entries: vec![Entry {
+                                        index,
+                                        term: 1,
+                                        payload: payload.clone(),
+                                    }],
+                                })
+                            };
+                            in_flight.push_back((started, completion));
+                        }
+                        let Some((started, completion)) = in_flight.pop_front() else {
+                            return latencies;
+                        };
+                        completion.wait().expect("durable append");
+                        latencies.push(started.elapsed().as_nanos() as u64);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = start.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    let stats = wal.stats();
+    let mut measured = Measured {
+        entries: stats.entries - stats_before.entries,
+        elapsed,
+        latencies_nanos: latencies.into_iter().flatten().collect(),
+        groups: stats.commit_groups - stats_before.commit_groups,
+    };
+    measured.latencies_nanos.sort_unstable();
+    (measured, cpu)
+}
+
 /// Raw write + fdatasync rounds of `batch` entries' bytes until `duration` passed.
 fn raw_round(
     file: &std::fs::File,
@@ -244,6 +316,54 @@ fn preallocated_file(path: &std::path::Path, len: u64) -> std::fs::File {
     file
 }
 
+/// The raw baseline's file and position, shared by all rounds.
+struct Raw {
+    file: std::fs::File,
+    len: u64,
+    offset: u64,
+    round: Duration,
+}
+
+/// Alternates WAL rounds with raw rounds at the batch each WAL round achieved;
+/// returns the summary row of medians.
+fn interleave(
+    label: &str,
+    rounds: usize,
+    raw: &mut Raw,
+    mut wal_round: impl FnMut() -> (Measured, f64),
+) -> String {
+    let (mut wal_rates, mut raw_rates, mut ratios, mut batches, mut cpu_micros) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        let (round, cpu) = wal_round();
+        let wal_rate = round.entries as f64 / round.elapsed.as_secs_f64();
+        let batch = (round.entries as f64 / round.groups.max(1) as f64)
+            .round()
+            .max(1.0) as usize;
+        let raw_rate = raw_round(&raw.file, raw.len, &mut raw.offset, batch, raw.round);
+        wal_rates.push(wal_rate);
+        raw_rates.push(raw_rate);
+        ratios.push(wal_rate / raw_rate);
+        batches.push(batch as f64);
+        cpu_micros.push(cpu * 1e6 / round.entries.max(1) as f64);
+        latencies.extend(round.latencies_nanos);
+    }
+    latencies.sort_unstable();
+    format!(
+        "{:>10} | {:>13.0} | {:>6.0} | {:>6.0} | {:>8.0} | {:>12.0} | {:>12.1} | {:>26.0} | {:>6.1}%",
+        label,
+        median(&mut wal_rates),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
+        median(&mut batches),
+        median(&mut cpu_micros),
+        median(&mut raw_rates),
+        100.0 * median(&mut ratios),
+    )
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .sample_size(10)
@@ -262,8 +382,12 @@ fn main() {
     );
     let root = tempfile::tempdir_in(bench_dir()).expect("bench directory");
     let raw_len = 64u64 << 20;
-    let raw_file = preallocated_file(&root.path().join("raw"), raw_len);
-    let mut raw_offset = 0u64;
+    let mut raw = Raw {
+        file: preallocated_file(&root.path().join("raw"), raw_len),
+        len: raw_len,
+        offset: 0,
+        round: round_duration,
+    };
     let mut rows = Vec::new();
     for appenders in APPENDERS {
         let dir = root.path().join(format!("wal-{appenders}"));
@@ -293,50 +417,32 @@ fn main() {
             let mut group = criterion.benchmark_group("raw_write_fdatasync");
             group.throughput(Throughput::Elements(batch as u64));
             group.bench_function(BenchmarkId::new("batch", batch), |b| {
-                b.iter_custom(|iters| run_raw(&raw_file, raw_len, &mut raw_offset, batch, iters));
+                b.iter_custom(|iters| run_raw(&raw.file, raw.len, &mut raw.offset, batch, iters));
             });
             group.finish();
         }
-        // Interleaved rounds: the WAL, then the raw loop at the batch it achieved.
-        let (mut wal_rates, mut raw_rates, mut ratios, mut batches, mut cpu_micros) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut latencies = Vec::new();
         if rounds > 0 {
-            for _ in 0..rounds {
-                let (round, cpu) = wal_round(&wal, &next, appenders, round_duration);
-                let wal_rate = round.entries as f64 / round.elapsed.as_secs_f64();
-                let batch = (round.entries as f64 / round.groups.max(1) as f64)
-                    .round()
-                    .max(1.0) as usize;
-                let raw_rate =
-                    raw_round(&raw_file, raw_len, &mut raw_offset, batch, round_duration);
-                wal_rates.push(wal_rate);
-                raw_rates.push(raw_rate);
-                ratios.push(wal_rate / raw_rate);
-                batches.push(batch as f64);
-                cpu_micros.push(cpu * 1e6 / round.entries.max(1) as f64);
-                latencies.extend(round.latencies_nanos);
-            }
-            latencies.sort_unstable();
-            rows.push(format!(
-                "{:>9} | {:>13.0} | {:>6.0} | {:>6.0} | {:>8.0} | {:>12.0} | {:>12.1} | {:>26.0} | {:>6.1}%",
-                appenders,
-                median(&mut wal_rates),
-                percentile(&latencies, 0.50),
-                percentile(&latencies, 0.99),
-                percentile(&latencies, 0.999),
-                median(&mut batches),
-                median(&mut cpu_micros),
-                median(&mut raw_rates),
-                100.0 * median(&mut ratios),
-            ));
+            let label = appenders.to_string();
+            rows.push(interleave(&label, rounds, &mut raw, || {
+                wal_round(&wal, &next, appenders, round_duration)
+            }));
         }
+    }
+    if rounds > 0 {
+        // 256 concurrent appenders as an event-loop server would drive the log:
+        // 8 threads with 32 appends each in flight.
+        let dir = root.path().join("wal-pipelined");
+        let wal = Arc::new(Wal::open(&dir, WalOptions::default()).expect("open wal"));
+        let next = Arc::new(Mutex::new(1u64));
+        rows.push(interleave("256 (8x32)", rounds, &mut raw, || {
+            pipelined_round(&wal, &next, 8, 32, round_duration)
+        }));
     }
     criterion.final_summary();
     println!();
     println!("Interleaved rounds ({rounds} x {round_duration:?} per side), medians:");
     println!(
-        "appenders | WAL entries/s | p50 us | p99 us | p99.9 us | entries/sync | CPU us/entry | raw entries/s (same batch) | WAL/raw"
+        " appenders | WAL entries/s | p50 us | p99 us | p99.9 us | entries/sync | CPU us/entry | raw entries/s (same batch) | WAL/raw"
     );
     for row in rows {
         println!("{row}");
