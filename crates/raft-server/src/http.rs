@@ -161,15 +161,35 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiErro
     serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))
 }
 
-/// Sends a write this follower cannot serve to the leader, once.
-async fn forward_or(
-    state: &AppState,
-    error: ServiceError,
+/// The parts of a write request needed to send it on to the leader.
+struct Forward {
     method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    payload: Bytes,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Answers a write with its result as JSON, or, if this member is not the leader,
+/// sends the request to the leader once and relays its answer.
+async fn answer_or_forward<T: serde::Serialize>(
+    state: &AppState,
+    outcome: Result<T, ServiceError>,
+    request: Forward,
 ) -> ApiResult {
+    match outcome {
+        Ok(answer) => Ok(axum::Json(answer).into_response()),
+        Err(error) => forward_or(state, error, request).await,
+    }
+}
+
+/// Sends a write this follower cannot serve to the leader, once.
+async fn forward_or(state: &AppState, error: ServiceError, request: Forward) -> ApiResult {
+    let Forward {
+        method,
+        uri,
+        headers,
+        body: payload,
+    } = request;
     let ServiceError::NotLeader {
         leader: Some(leader),
     } = error
@@ -186,18 +206,18 @@ async fn forward_or(
     let target: Uri = format!("http://{address}{path}")
         .parse()
         .map_err(|_| ApiError::invalid("bad path"))?;
-    let mut request = axum::http::Request::builder().method(method).uri(target);
+    let mut forwarded = axum::http::Request::builder().method(method).uri(target);
     if let Some(content_type) = headers.get(axum::http::header::CONTENT_TYPE) {
-        request = request.header(axum::http::header::CONTENT_TYPE, content_type);
+        forwarded = forwarded.header(axum::http::header::CONTENT_TYPE, content_type);
     }
-    let request = request
+    let forwarded = forwarded
         .header(FORWARDED_HEADER, "1")
         .body(Full::new(payload))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     // Once sent, the write may be applied: any failure after this is an unknown outcome.
     let response = state
         .forwarder
-        .request(request)
+        .request(forwarded)
         .await
         .map_err(|_| ApiError::from(ServiceError::Unknown))?;
     let (parts, body) = response.into_parts();
@@ -219,14 +239,21 @@ async fn put_key(
     let started = Instant::now();
     let result = async {
         let value = body(payload)?;
-        match state
+        let outcome = state
             .service
             .put(Bytes::from(key.into_bytes()), value.clone())
-            .await
-        {
-            Ok(answer) => Ok(axum::Json(answer).into_response()),
-            Err(e) => forward_or(&state, e, Method::PUT, &uri, &headers, value).await,
-        }
+            .await;
+        answer_or_forward(
+            &state,
+            outcome,
+            Forward {
+                method: Method::PUT,
+                uri,
+                headers,
+                body: value,
+            },
+        )
+        .await
     }
     .await;
     observe(&state, "put", started, result)
@@ -239,13 +266,14 @@ async fn delete_key(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
-        match state.service.delete(Bytes::from(key.into_bytes())).await {
-            Ok(answer) => Ok(axum::Json(answer).into_response()),
-            Err(e) => forward_or(&state, e, Method::DELETE, &uri, &headers, Bytes::new()).await,
-        }
-    }
-    .await;
+    let outcome = state.service.delete(Bytes::from(key.into_bytes())).await;
+    let request = Forward {
+        method: Method::DELETE,
+        uri,
+        headers,
+        body: Bytes::new(),
+    };
+    let result = answer_or_forward(&state, outcome, request).await;
     observe(&state, "delete", started, result)
 }
 
@@ -314,11 +342,18 @@ async fn txn(
     let started = Instant::now();
     let result = async {
         let raw = body(payload)?;
-        let request: api::TxnRequest = json_body(&raw)?;
-        match state.service.txn(request).await {
-            Ok(answer) => Ok(axum::Json(answer).into_response()),
-            Err(e) => forward_or(&state, e, Method::POST, &uri, &headers, raw).await,
-        }
+        let outcome = state.service.txn(json_body(&raw)?).await;
+        answer_or_forward(
+            &state,
+            outcome,
+            Forward {
+                method: Method::POST,
+                uri,
+                headers,
+                body: raw,
+            },
+        )
+        .await
     }
     .await;
     observe(&state, "txn", started, result)
@@ -348,11 +383,22 @@ async fn add_member(
     let started = Instant::now();
     let result = async {
         let raw = body(payload)?;
-        let request: api::AddMemberRequest = json_body(&raw)?;
-        match state.service.add_member(request).await {
-            Ok(()) => Ok(axum::Json(state.service.members()).into_response()),
-            Err(e) => forward_or(&state, e, Method::POST, &uri, &headers, raw).await,
-        }
+        let outcome = state
+            .service
+            .add_member(json_body(&raw)?)
+            .await
+            .map(|()| state.service.members());
+        answer_or_forward(
+            &state,
+            outcome,
+            Forward {
+                method: Method::POST,
+                uri,
+                headers,
+                body: raw,
+            },
+        )
+        .await
     }
     .await;
     observe(&state, "add_member", started, result)
@@ -371,10 +417,22 @@ async fn promote(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        match state.service.promote(member_id(&id)?).await {
-            Ok(()) => Ok(axum::Json(state.service.members()).into_response()),
-            Err(e) => forward_or(&state, e, Method::POST, &uri, &headers, Bytes::new()).await,
-        }
+        let outcome = state
+            .service
+            .promote(member_id(&id)?)
+            .await
+            .map(|()| state.service.members());
+        answer_or_forward(
+            &state,
+            outcome,
+            Forward {
+                method: Method::POST,
+                uri,
+                headers,
+                body: Bytes::new(),
+            },
+        )
+        .await
     }
     .await;
     observe(&state, "promote_member", started, result)
@@ -388,10 +446,22 @@ async fn remove_member(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        match state.service.remove(member_id(&id)?).await {
-            Ok(()) => Ok(axum::Json(state.service.members()).into_response()),
-            Err(e) => forward_or(&state, e, Method::DELETE, &uri, &headers, Bytes::new()).await,
-        }
+        let outcome = state
+            .service
+            .remove(member_id(&id)?)
+            .await
+            .map(|()| state.service.members());
+        answer_or_forward(
+            &state,
+            outcome,
+            Forward {
+                method: Method::DELETE,
+                uri,
+                headers,
+                body: Bytes::new(),
+            },
+        )
+        .await
     }
     .await;
     observe(&state, "remove_member", started, result)
@@ -411,10 +481,18 @@ async fn transfer(
         } else {
             json_body(&raw)?
         };
-        match state.service.transfer_leader(request.to).await {
-            Ok(answer) => Ok(axum::Json(answer).into_response()),
-            Err(e) => forward_or(&state, e, Method::POST, &uri, &headers, raw).await,
-        }
+        let outcome = state.service.transfer_leader(request.to).await;
+        answer_or_forward(
+            &state,
+            outcome,
+            Forward {
+                method: Method::POST,
+                uri,
+                headers,
+                body: raw,
+            },
+        )
+        .await
     }
     .await;
     observe(&state, "transfer_leader", started, result)
