@@ -168,3 +168,35 @@ fn an_unknown_config_key_exits_2_naming_it() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no_such_key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_wal_record_stops_the_member_with_exit_3_naming_file_and_offset() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    cluster.wait_leader().await;
+    write_keys(&cluster, "corrupt", 30).await;
+    // Stop member 2 cleanly, then flip one byte inside its first WAL record: damage
+    // followed by later commit markers is corruption, never a torn tail.
+    cluster.signal(1, Signal::SIGTERM);
+    assert_eq!(cluster.wait_exit(1).code(), Some(0));
+    let segment = cluster.members[1]
+        .data_dir
+        .join("wal")
+        .join("00000000000000000001.seg");
+    let mut bytes = std::fs::read(&segment).expect("read segment");
+    bytes[60] ^= 0x40;
+    std::fs::write(&segment, bytes).expect("write segment");
+    cluster.start(1);
+    let status = cluster.wait_exit(1);
+    assert_eq!(status.code(), Some(3), "a corrupt data directory exits 3");
+    let log = std::fs::read_to_string(cluster.members[1].config.with_file_name("raftd.log"))
+        .expect("log");
+    assert!(
+        log.contains("00000000000000000001.seg"),
+        "the message names the file: {log}"
+    );
+    assert!(
+        log.contains("offset"),
+        "the message names the offset: {log}"
+    );
+}
