@@ -74,7 +74,7 @@ impl TestCluster {
         for m in &members {
             let text = format!(
                 "id = {id}\ndata_dir = \"{data}\"\nlisten_peer = \"{peer}\"\nlisten_client = \"{client}\"\n\
-                 tick_interval_ms = 50\nelection_timeout_ticks = 10\nrequest_timeout_ms = 5000\n\
+                 tick_interval_ms = 50\nelection_timeout_ticks = 20\nrequest_timeout_ms = 5000\n\
                  shutdown_transfer_timeout_ms = 3000\n{initial}\n[tls]\nca = \"{certs}/ca.pem\"\n\
                  cert = \"{certs}/node{id}.pem\"\nkey = \"{certs}/node{id}-key.pem\"\n",
                 id = m.id,
