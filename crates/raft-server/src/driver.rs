@@ -71,6 +71,9 @@ pub(crate) enum Request {
         to: Option<NodeId>,
         reply: oneshot::Sender<Result<NodeId, ServiceError>>,
     },
+    Snapshot {
+        reply: oneshot::Sender<Result<crate::api::SnapshotResponse, ServiceError>>,
+    },
 }
 
 /// State the driver publishes for readers (HTTP handlers, metrics).
@@ -117,6 +120,18 @@ pub(crate) struct Driver {
     pub(crate) tick_interval: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) own_peer_addr: SocketAddr,
+    /// Take a snapshot every this many applied entries (0: never).
+    pub(crate) snapshot_every_entries: u64,
+    /// Where snapshots are staged for sending.
+    pub(crate) snapshot_dir: std::path::PathBuf,
+    /// Where the transport puts snapshots that arrive.
+    pub(crate) snapshot_sink: Arc<raft_transport::FileSnapshotSinkFactory>,
+}
+
+/// How sending a snapshot to a peer ended.
+struct SnapshotSent {
+    peer: NodeId,
+    result: Result<(), String>,
 }
 
 struct Loop {
@@ -132,6 +147,16 @@ struct Loop {
     last_leader: Option<NodeId>,
     own_id: NodeId,
     own_peer_addr: SocketAddr,
+    wal: Arc<Wal>,
+    snapshot_every_entries: u64,
+    snapshot_dir: std::path::PathBuf,
+    snapshot_sink: Arc<raft_transport::FileSnapshotSinkFactory>,
+    last_snapshot_index: u64,
+    /// Peers a snapshot is being streamed to.
+    sending_snapshots: std::collections::HashSet<NodeId>,
+    snapshot_sent_tx: mpsc::UnboundedSender<SnapshotSent>,
+    /// A snapshot received and durable, waiting for raft-core to ask to install it.
+    pending_restore: Option<(LogIndex, KvStore)>,
 }
 
 impl Driver {
@@ -147,7 +172,12 @@ impl Driver {
             tick_interval,
             mut shutdown,
             own_peer_addr,
+            snapshot_every_entries,
+            snapshot_dir,
+            snapshot_sink,
         } = self;
+        let (snapshot_sent_tx, mut snapshot_sent_rx) = mpsc::unbounded_channel::<SnapshotSent>();
+        let last_snapshot_index = wal.latest_snapshot().map_or(0, |s| s.index);
         let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
         let (to_waiter, waiter_rx) = std::sync::mpsc::channel();
         // WAL completions are waited for on a thread of their own, in order, so the
@@ -170,6 +200,14 @@ impl Driver {
             last_leader: None,
             own_id,
             own_peer_addr,
+            wal: Arc::clone(&wal),
+            snapshot_every_entries,
+            snapshot_dir,
+            snapshot_sink,
+            last_snapshot_index,
+            sending_snapshots: std::collections::HashSet::new(),
+            snapshot_sent_tx,
+            pending_restore: None,
         };
         state.sync_transport_members();
         let mut ticker = tokio::time::interval(tick_interval);
@@ -197,6 +235,13 @@ impl Driver {
                     }
                 }
                 Some(event) = incoming.recv() => state.on_incoming(event),
+                Some(sent) = snapshot_sent_rx.recv() => {
+                    state.sending_snapshots.remove(&sent.peer);
+                    if let Err(e) = sent.result {
+                        tracing::warn!(peer = %sent.peer, error = %e, "sending a snapshot failed");
+                        state.node.report_snapshot_failed(sent.peer);
+                    }
+                }
                 Some(request) = requests.recv() => {
                     state.on_request(request);
                     // Batch: take every request already waiting before the next ready.
@@ -255,10 +300,23 @@ fn wait_for_writes(
 
 impl Loop {
     fn send(&mut self, message: Message) {
-        if matches!(message.body, MessageBody::InstallSnapshot(_)) {
-            // Snapshot streaming is not wired yet; raftd never compacts, so a leader
-            // never needs to send one.
-            tracing::warn!(to = %message.to, "dropping a snapshot message: snapshot transfer is not supported");
+        if let MessageBody::InstallSnapshot(snapshot) = message.body {
+            // The snapshot's data travels on the transport's snapshot stream; the
+            // follower steps the message in once the data is durable there.
+            if !self.sending_snapshots.insert(message.to) {
+                return; // One transfer per peer at a time.
+            }
+            let (transport, wal, dir, done) = (
+                self.transport.clone(),
+                Arc::clone(&self.wal),
+                self.snapshot_dir.clone(),
+                self.snapshot_sent_tx.clone(),
+            );
+            let (to, term) = (message.to, message.term);
+            tokio::spawn(async move {
+                let result = crate::snapshots::send(transport, wal, dir, to, term, snapshot).await;
+                let _ = done.send(SnapshotSent { peer: to, result });
+            });
             return;
         }
         if let Err(e) = self.transport.send(message) {
@@ -270,8 +328,8 @@ impl Loop {
         match event {
             Incoming::Message(message) => {
                 if matches!(message.body, MessageBody::InstallSnapshot(_)) {
-                    // Without its data the snapshot cannot be installed; never step it.
-                    tracing::warn!(from = %message.from, "ignoring a snapshot message: snapshot transfer is not supported");
+                    // Snapshots arrive with their data on the snapshot stream only.
+                    tracing::warn!(from = %message.from, "ignoring a snapshot message without data");
                     return;
                 }
                 if let Err(e) = self.node.step(message) {
@@ -279,9 +337,7 @@ impl Loop {
                 }
             }
             Incoming::Unreachable(peer) => self.node.report_unreachable(peer),
-            Incoming::Snapshot(snapshot) => {
-                tracing::warn!(from = %snapshot.from, "ignoring a streamed snapshot: not supported yet");
-            }
+            Incoming::Snapshot(received) => self.on_snapshot_received(received),
             _ => {}
         }
     }
@@ -321,6 +377,9 @@ impl Loop {
                     let _ = reply.send(Err(map_core_error(e)));
                 }
             },
+            Request::Snapshot { reply } => {
+                let _ = reply.send(self.take_snapshot().map_err(ServiceError::Internal));
+            }
             Request::Transfer { to, reply } => {
                 let target = to.or_else(|| self.best_transfer_target());
                 let result = match target {
@@ -360,8 +419,8 @@ impl Loop {
                 self.send(message);
             }
             if let Some(persist) = ready.persist {
-                if persist.snapshot.is_some() {
-                    return Err("asked to install a snapshot, which this build cannot do".into());
+                if let Some(snapshot) = &persist.snapshot {
+                    self.install_snapshot(snapshot)?;
                 }
                 let entries = persist.entries.len();
                 let completion = if persist.hard_state.is_none() && persist.entries.is_empty() {
@@ -505,6 +564,123 @@ impl Loop {
         if membership_changed {
             self.sync_transport_members();
         }
+        if self.snapshot_every_entries > 0
+            && last.0 >= self.last_snapshot_index + self.snapshot_every_entries
+            && let Err(e) = self.take_snapshot()
+        {
+            tracing::error!(error = %e, "taking a snapshot failed");
+        }
+    }
+
+    /// Snapshots the state machine at the applied index and compacts the log.
+    fn take_snapshot(&mut self) -> Result<crate::api::SnapshotResponse, String> {
+        let started = Instant::now();
+        let kv = self.shared.kv.read().expect("kv lock");
+        let index = kv.applied_index();
+        if index == 0 {
+            return Err("nothing applied yet".into());
+        }
+        if index == self.last_snapshot_index
+            && let Some(existing) = self.wal.latest_snapshot()
+        {
+            return Ok(crate::api::SnapshotResponse {
+                index: existing.index,
+                term: existing.term,
+                bytes: existing.data_len_bytes,
+            });
+        }
+        let term = self.wal.term(index).map_err(|e| e.to_string())?;
+        let membership = self
+            .shared
+            .membership
+            .lock()
+            .expect("membership lock")
+            .clone();
+        let meta = crate::snapshots::take(
+            &self.wal,
+            &kv,
+            raft_core::Term(term),
+            &membership,
+            crate::snapshots::keep_entries(self.snapshot_every_entries),
+        )?;
+        drop(kv);
+        self.last_snapshot_index = meta.index;
+        self.shared
+            .metrics
+            .snapshot_save_duration
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            index = meta.index,
+            bytes = meta.data_len_bytes,
+            "snapshot taken"
+        );
+        Ok(crate::api::SnapshotResponse {
+            index: meta.index,
+            term: meta.term,
+            bytes: meta.data_len_bytes,
+        })
+    }
+
+    /// A snapshot's data arrived: make it durable, then step its message into the node.
+    fn on_snapshot_received(&mut self, received: raft_transport::ReceivedSnapshot) {
+        let path = self.snapshot_sink.path_for(&received.header);
+        let (leader_term, snapshot) = match crate::snapshots::parse_header(&received.header) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(from = %received.from, error = %e, "refusing a snapshot");
+                return;
+            }
+        };
+        if snapshot.index.0 <= self.node.status().commit_index.0 {
+            let _ = std::fs::remove_file(&path);
+            return; // Already has everything it covers.
+        }
+        match crate::snapshots::receive(&self.wal, &path, &snapshot) {
+            Ok(kv) => {
+                self.pending_restore = Some((snapshot.index, kv));
+                let message = Message {
+                    from: received.from,
+                    to: self.own_id,
+                    term: leader_term,
+                    body: MessageBody::InstallSnapshot(snapshot),
+                };
+                if let Err(e) = self.node.step(message) {
+                    tracing::warn!(error = %e, "snapshot refused");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(from = %received.from, error = %e, "could not store a received snapshot")
+            }
+        }
+    }
+
+    /// raft-core asks to install a snapshot: the WAL drops the log it replaces and the
+    /// state machine becomes the snapshot's.
+    fn install_snapshot(&mut self, snapshot: &raft_core::SnapshotMeta) -> Result<(), String> {
+        let Some((index, kv)) = self
+            .pending_restore
+            .take()
+            .filter(|(index, _)| *index == snapshot.index)
+        else {
+            return Err(format!(
+                "asked to install snapshot {} that was not received",
+                snapshot.index
+            ));
+        };
+        let meta = self
+            .wal
+            .latest_snapshot()
+            .filter(|m| m.index == index.0)
+            .ok_or_else(|| format!("snapshot {index} is not durable"))?;
+        self.wal
+            .install_snapshot(&meta)
+            .map_err(|e| format!("installing snapshot {index}: {e}"))?;
+        *self.shared.kv.write().expect("kv lock") = kv;
+        *self.shared.membership.lock().expect("membership lock") = snapshot.membership.clone();
+        self.last_snapshot_index = index.0;
+        self.sync_transport_members();
+        tracing::info!(index = index.0, "snapshot installed");
+        Ok(())
     }
 
     /// Tells the transport every other member's peer address, from the state machine.

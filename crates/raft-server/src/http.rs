@@ -500,11 +500,12 @@ async fn transfer(
 
 async fn snapshot(State(state): State<AppState>) -> Response {
     let started = Instant::now();
-    let result: ApiResult = Err(ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "snapshots are not supported by this build yet",
-    ));
+    let result = state
+        .service
+        .snapshot()
+        .await
+        .map(|a| axum::Json(a).into_response())
+        .map_err(ApiError::from);
     observe(&state, "snapshot", started, result)
 }
 

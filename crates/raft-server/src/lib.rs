@@ -13,4 +13,5 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod server;
 pub mod service;
+mod snapshots;
 pub mod storage;

@@ -212,6 +212,14 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     node_config.election_timeout_ticks_min = config.election_timeout_ticks;
     node_config.election_timeout_ticks_max = config.election_timeout_ticks * 2;
     node_config.heartbeat_interval_ticks = config.heartbeat_interval_ticks;
+    // The state machine starts from the newest snapshot, if any; the log after it is
+    // applied again.
+    let restored = crate::snapshots::load_latest(&wal).map_err(|e| ServerError::DataDir {
+        path: config.data_dir.join("snap"),
+        message: e,
+    })?;
+    node_config.applied_index =
+        raft_core::LogIndex(restored.as_ref().map_or(0, |kv| kv.applied_index()));
     node_config.seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -239,7 +247,18 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         .filter(|m| m.id != config.id)
         .map(|m| (NodeId(m.id), m.peer_addr))
         .collect();
-    let transport_config = TransportConfig::new(NodeId(config.id), config.listen_peer, peers, tls);
+    let incoming_snapshots = config.data_dir.join("snap-incoming");
+    std::fs::create_dir_all(&incoming_snapshots).map_err(|e| ServerError::DataDir {
+        path: incoming_snapshots.clone(),
+        message: e.to_string(),
+    })?;
+    let snapshot_sink = Arc::new(raft_transport::FileSnapshotSinkFactory::new(
+        &incoming_snapshots,
+    ));
+    let mut transport_config =
+        TransportConfig::new(NodeId(config.id), config.listen_peer, peers, tls);
+    transport_config.snapshot_sink =
+        Some(Arc::clone(&snapshot_sink) as Arc<dyn raft_transport::SnapshotSinkFactory>);
     let (transport, incoming) = Transport::start(transport_config).map_err(|e| {
         ServerError::Other(format!(
             "cannot start the peer transport on {}: {e}",
@@ -249,7 +268,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
 
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
-        kv: RwLock::new(KvStore::new(initial_addresses)),
+        kv: RwLock::new(restored.unwrap_or_else(|| KvStore::new(initial_addresses))),
         status: Mutex::new(node.status()),
         membership: Mutex::new(node.membership().clone()),
         metrics,
@@ -266,6 +285,9 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         tick_interval: Duration::from_millis(config.tick_interval_ms),
         shutdown: shutdown_rx,
         own_peer_addr: config.advertise_peer,
+        snapshot_every_entries: config.snapshot_every_entries,
+        snapshot_dir: config.data_dir.join("snap-outgoing"),
+        snapshot_sink,
     };
     let driver_task = tokio::spawn(driver.run());
 

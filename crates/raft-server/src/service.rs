@@ -287,6 +287,12 @@ impl Service {
         }
     }
 
+    /// Snapshots this member's state machine now and compacts its log.
+    pub async fn snapshot(&self) -> Result<api::SnapshotResponse, ServiceError> {
+        self.ask(|reply| Request::Snapshot { reply }, ServiceError::Unknown)
+            .await
+    }
+
     /// This member's view of the cluster.
     pub fn status(&self) -> api::StatusResponse {
         let status = self.shared.status.lock().expect("status lock").clone();

@@ -46,6 +46,11 @@ impl TestCluster {
     /// `voters` initial members plus `spares` members that are configured (with the
     /// same initial members) but not part of the cluster until added.
     pub(crate) fn with_spares(voters: u64, spares: u64) -> TestCluster {
+        TestCluster::with_options(voters, spares, "")
+    }
+
+    /// Like [`TestCluster::with_spares`], with `extra` TOML lines in every config.
+    pub(crate) fn with_options(voters: u64, spares: u64, extra: &str) -> TestCluster {
         let n = voters + spares;
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dir.path().join("certs");
@@ -75,7 +80,7 @@ impl TestCluster {
             let text = format!(
                 "id = {id}\ndata_dir = \"{data}\"\nlisten_peer = \"{peer}\"\nlisten_client = \"{client}\"\n\
                  tick_interval_ms = 50\nelection_timeout_ticks = 20\nrequest_timeout_ms = 5000\n\
-                 shutdown_transfer_timeout_ms = 3000\n{initial}\n[tls]\nca = \"{certs}/ca.pem\"\n\
+                 shutdown_transfer_timeout_ms = 3000\n{extra}\n{initial}\n[tls]\nca = \"{certs}/ca.pem\"\n\
                  cert = \"{certs}/node{id}.pem\"\nkey = \"{certs}/node{id}-key.pem\"\n",
                 id = m.id,
                 data = m.data_dir.display(),
@@ -196,6 +201,14 @@ impl TestCluster {
             assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The last lines member `i` logged, for failure messages.
+    pub(crate) fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.members[i].config.with_file_name("raftd.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// Waits until every running member agrees on a leader (and so can serve).

@@ -6,3 +6,4 @@ mod failures;
 mod kv;
 mod linearizable;
 mod membership;
+mod snapshots;
