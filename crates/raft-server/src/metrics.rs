@@ -2,8 +2,11 @@
 //! prefixed `raft_`, base units, counters ending in `_total`, latency histograms with
 //! buckets from 100 µs. Transport counters are cumulative in raft-transport's stats;
 //! they are carried over as deltas at scrape time so they stay true counters.
+//! Labelled series whose label values are known in advance (failure reasons, refusal
+//! reasons) are created at zero, so that every name of the contract is exposed, and
+//! rates work, before the first event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,7 +15,49 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use raft_core::{Membership, NodeId, Status};
-use raft_transport::TransportStats;
+use raft_transport::{RefusalReason, TransportStats};
+
+/// Every metric name SPEC.md fixes. Each is exposed from the start, except that a
+/// per-peer or per-request family appears once it has a peer or a request to count,
+/// and `raft_peer_match_index` and `raft_peer_lag_entries` only on the leader.
+pub const CONTRACT_METRIC_NAMES: &[&str] = &[
+    "raft_server_has_leader",
+    "raft_server_is_leader",
+    "raft_server_leader_changes_seen_total",
+    "raft_term",
+    "raft_commit_index",
+    "raft_applied_index",
+    "raft_last_log_index",
+    "raft_snapshot_index",
+    "raft_cluster_voters",
+    "raft_cluster_learners",
+    "raft_proposals_committed_total",
+    "raft_proposals_applied_total",
+    "raft_proposals_failed_total",
+    "raft_proposals_pending",
+    "raft_proposal_commit_duration_seconds",
+    "raft_apply_duration_seconds",
+    "raft_wal_fsync_duration_seconds",
+    "raft_wal_fsync_batch_entries",
+    "raft_wal_write_bytes_total",
+    "raft_wal_segments",
+    "raft_snapshot_save_duration_seconds",
+    "raft_peer_sent_bytes_total",
+    "raft_peer_received_bytes_total",
+    "raft_peer_round_trip_time_seconds",
+    "raft_peer_connected",
+    "raft_peer_match_index",
+    "raft_peer_lag_entries",
+    "raft_client_requests_total",
+    "raft_client_request_duration_seconds",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+];
+
+/// The `reason` label values of `raft_proposals_failed_total`: this member was not the
+/// leader, the proposal was dropped, or its outcome is unknown.
+const PROPOSAL_FAILURE_REASONS: [&str; 3] = ["not_leader", "dropped", "unknown"];
 
 /// Latency buckets: 100 µs doubling to about 6.5 s.
 fn latency_buckets() -> Vec<f64> {
@@ -42,7 +87,7 @@ pub struct Metrics {
     fsync_batch_entries: Histogram,
     pub(crate) wal_write_bytes: IntCounter,
     pub(crate) wal_segments: IntGauge,
-    /// Time to write a snapshot (raftd does not take snapshots yet).
+    /// Time to write a snapshot.
     pub snapshot_save_duration: Histogram,
     peer_sent_bytes: IntCounterVec,
     peer_received_bytes: IntCounterVec,
@@ -52,8 +97,13 @@ pub struct Metrics {
     peer_lag: IntGaugeVec,
     client_requests: IntCounterVec,
     client_duration: HistogramVec,
+    peer_refused: IntCounterVec,
     /// Last transport totals seen, per peer: (sent, received).
     peer_totals: Mutex<BTreeMap<NodeId, (u64, u64)>>,
+    /// The peers `raft_peer_match_index` and `raft_peer_lag_entries` have series for.
+    progress_peers: Mutex<BTreeSet<NodeId>>,
+    /// Last transport refusal totals seen, per reason.
+    refused_totals: Mutex<BTreeMap<RefusalReason, u64>>,
 }
 
 macro_rules! register {
@@ -81,7 +131,7 @@ impl Metrics {
         let histogram = |name: &str, help: &str| {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
         };
-        Metrics {
+        let metrics = Metrics {
             has_leader: register!(
                 registry,
                 gauge("raft_server_has_leader", "1 if this member knows a leader.")
@@ -265,12 +315,33 @@ impl Metrics {
                     &["op"]
                 )
             ),
+            peer_refused: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "raft_peer_connections_refused_total",
+                        "Peer connections refused (either direction), by reason: \
+                         e.g. untrusted_certificate when it does not chain to the CA."
+                    ),
+                    &["reason"]
+                )
+            ),
             peer_totals: Mutex::new(BTreeMap::new()),
+            progress_peers: Mutex::new(BTreeSet::new()),
+            refused_totals: Mutex::new(BTreeMap::new()),
             registry,
+        };
+        for reason in PROPOSAL_FAILURE_REASONS {
+            metrics.proposals_failed.with_label_values(&[reason]);
         }
+        for reason in RefusalReason::ALL {
+            metrics.peer_refused.with_label_values(&[reason.as_str()]);
+        }
+        metrics
     }
 
-    /// Counts a failed proposal.
+    /// Counts a failed proposal; `reason` is one of [`PROPOSAL_FAILURE_REASONS`] (a
+    /// new reason belongs there too, so that it is exposed before it first happens).
     pub(crate) fn proposal_failed(&self, reason: &str) {
         self.proposals_failed.with_label_values(&[reason]).inc();
     }
@@ -303,6 +374,7 @@ impl Metrics {
         self.snapshot_index.set(status.snapshot_index.0 as i64);
         self.voters.set(membership.all_voters().len() as i64);
         self.learners.set(membership.learners.len() as i64);
+        let mut peers = self.progress_peers.lock().expect("metrics lock");
         for progress in &status.progress {
             let peer = progress.id.to_string();
             self.peer_match_index
@@ -311,6 +383,19 @@ impl Metrics {
             self.peer_lag
                 .with_label_values(&[&peer])
                 .set(status.last_index.0.saturating_sub(progress.match_index.0) as i64);
+        }
+        // Only a leader tracks progress: after stepping down, or once a peer is
+        // removed, its last match index would be a stale answer, so its series go.
+        let unchanged = peers.len() == status.progress.len()
+            && status.progress.iter().all(|p| peers.contains(&p.id));
+        if !unchanged {
+            let current: BTreeSet<NodeId> = status.progress.iter().map(|p| p.id).collect();
+            for gone in peers.difference(&current) {
+                let peer = gone.to_string();
+                let _ = self.peer_match_index.remove_label_values(&[&peer]);
+                let _ = self.peer_lag.remove_label_values(&[&peer]);
+            }
+            *peers = current;
         }
     }
 
@@ -337,6 +422,15 @@ impl Metrics {
                     .set(rtt.as_secs_f64());
             }
         }
+        drop(totals);
+        let mut refused = self.refused_totals.lock().expect("metrics lock");
+        for (reason, count) in &stats.refused {
+            let seen = refused.entry(*reason).or_insert(0);
+            self.peer_refused
+                .with_label_values(&[reason.as_str()])
+                .inc_by(count.saturating_sub(*seen));
+            *seen = (*seen).max(*count);
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -362,7 +456,6 @@ mod tests {
     #[test]
     fn every_name_of_the_contract_is_exposed() {
         let metrics = Metrics::new();
-        metrics.proposal_failed("not_leader");
         metrics.observe_request("put", 200, Duration::from_millis(1));
         metrics.peer_connected.with_label_values(&["2"]).set(1);
         metrics.peer_sent_bytes.with_label_values(&["2"]).inc();
@@ -371,41 +464,32 @@ mod tests {
         metrics.peer_match_index.with_label_values(&["2"]).set(1);
         metrics.peer_lag.with_label_values(&["2"]).set(0);
         let text = metrics.render();
-        for name in [
-            "raft_server_has_leader",
-            "raft_server_is_leader",
-            "raft_server_leader_changes_seen_total",
-            "raft_term",
-            "raft_commit_index",
-            "raft_applied_index",
-            "raft_last_log_index",
-            "raft_snapshot_index",
-            "raft_cluster_voters",
-            "raft_cluster_learners",
-            "raft_proposals_committed_total",
-            "raft_proposals_applied_total",
-            "raft_proposals_failed_total",
-            "raft_proposals_pending",
-            "raft_proposal_commit_duration_seconds",
-            "raft_apply_duration_seconds",
-            "raft_wal_fsync_duration_seconds",
-            "raft_wal_fsync_batch_entries",
-            "raft_wal_write_bytes_total",
-            "raft_wal_segments",
-            "raft_snapshot_save_duration_seconds",
-            "raft_peer_sent_bytes_total",
-            "raft_peer_received_bytes_total",
-            "raft_peer_round_trip_time_seconds",
-            "raft_peer_connected",
-            "raft_peer_match_index",
-            "raft_peer_lag_entries",
-            "raft_client_requests_total",
-            "raft_client_request_duration_seconds",
-            "process_resident_memory_bytes",
-            "process_cpu_seconds_total",
-            "process_open_fds",
-        ] {
+        for name in CONTRACT_METRIC_NAMES {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
+    }
+
+    #[test]
+    fn failures_and_refusals_are_exposed_at_zero_then_counted() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        assert!(text.contains("raft_proposals_failed_total{reason=\"dropped\"} 0"));
+        assert!(
+            text.contains(
+                "raft_peer_connections_refused_total{reason=\"untrusted_certificate\"} 0"
+            )
+        );
+        // The transport's totals are cumulative; each scrape adds only what is new.
+        let mut stats = TransportStats::default();
+        stats.refused.insert(RefusalReason::UntrustedCertificate, 2);
+        metrics.record_transport(&stats);
+        stats.refused.insert(RefusalReason::UntrustedCertificate, 5);
+        metrics.record_transport(&stats);
+        metrics.record_transport(&stats);
+        assert!(
+            metrics.render().contains(
+                "raft_peer_connections_refused_total{reason=\"untrusted_certificate\"} 5"
+            )
+        );
     }
 }

@@ -203,6 +203,42 @@ impl TestCluster {
         }
     }
 
+    /// One HTTP request to member `i`'s client address, without the client's retries
+    /// or leader-following: the status and the body as text.
+    pub(crate) async fn raw(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        use http_body_util::{BodyExt, Full};
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.members[i].client_addr))
+            .body(Full::new(bytes::Bytes::from(body)))
+            .expect("request");
+        let response = client.request(request).await.expect("response");
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Member `i`'s `GET /metrics` exposition.
+    pub(crate) async fn metrics(&self, i: usize) -> String {
+        let (status, text) = self.raw(i, "GET", "/metrics", Vec::new()).await;
+        assert_eq!(status, 200, "GET /metrics on member {}", self.members[i].id);
+        text
+    }
+
     /// The last lines member `i` logged, for failure messages.
     pub(crate) fn log_tail(&self, i: usize) -> String {
         let log = std::fs::read_to_string(self.members[i].config.with_file_name("raftd.log"))

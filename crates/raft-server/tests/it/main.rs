@@ -6,4 +6,5 @@ mod failures;
 mod kv;
 mod linearizable;
 mod membership;
+mod metrics;
 mod snapshots;
