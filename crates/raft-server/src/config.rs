@@ -22,7 +22,7 @@ pub const CONFIG_ENV: &str = "RAFTD_CONFIG";
 /// Default of [`ServerConfig::max_value_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1 << 20;
 /// Default of [`ServerConfig::snapshot_every_entries`].
-pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
 /// Default of [`ServerConfig::ready_lag`], in entries.
 pub const DEFAULT_READY_LAG: u64 = 1_000;
 /// Default of [`ServerConfig::tick_interval_ms`].
@@ -75,7 +75,7 @@ pub struct ServerConfig {
     /// writes are answered 413 `too_large`.
     pub max_value_bytes: u64,
     /// Take a snapshot and compact the log after this many applied entries since the
-    /// last one (`snapshot_every_entries`, default 10000).
+    /// last one (`snapshot_every_entries`, default 100000, as etcd's `--snapshot-count`).
     pub snapshot_every_entries: u64,
     /// `/readyz` answers 200 only while the applied index is within this many entries
     /// of the commit index (`ready_lag`, default 1000).
@@ -213,7 +213,7 @@ pub struct RunArgs {
     /// Largest value in bytes [default: 1048576] [env: RAFTD_MAX_VALUE_BYTES]
     #[arg(long, value_name = "BYTES")]
     pub max_value_bytes: Option<u64>,
-    /// Snapshot after this many applied entries [default: 10000] [env: RAFTD_SNAPSHOT_EVERY_ENTRIES]
+    /// Snapshot after this many applied entries [default: 100000] [env: RAFTD_SNAPSHOT_EVERY_ENTRIES]
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_every_entries: Option<u64>,
     /// /readyz tolerance between applied and commit index [default: 1000] [env: RAFTD_READY_LAG]

@@ -3,10 +3,16 @@
 //! the WAL, and applying committed entries to the key-value state machine. Keeps
 //! true: the node is touched only here (no locks around it); messages that promise
 //! durability leave only after the WAL acknowledged the write; a client hears
-//! "committed" only after its entry is applied; WAL writes complete in the order
-//! they were handed out.
+//! "committed" only after its entry is applied; WAL writes are acknowledged to the
+//! node in the order they were handed out. The WAL's writer thread wakes this task
+//! directly when a write is durable (no thread in between), and snapshots are
+//! written on a blocking thread from a copy of the state machine, so neither a disk
+//! wait nor a snapshot stalls the loop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -17,7 +23,7 @@ use raft_core::{
     Node, NodeId, PersistAck, ProposalResult, ReadMode, Role, Status,
 };
 use raft_transport::{Incoming, Transport};
-use raft_wal::{AppendUnit, Completion, Wal};
+use raft_wal::{AppendUnit, Appended, Completion, Wal};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::kv::{self, ApplyResult, KvStore, MemberAddress};
@@ -88,25 +94,47 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
 }
 
-/// One handed-out write, on its way to the WAL waiter: the completion to wait for
-/// (none for a batch with nothing to write), the messages to release once durable,
-/// the acknowledgement for the node, and the number of entries (for metrics).
+/// One handed-out write: the completion to wait for (none for a batch with nothing
+/// to write), the messages to release once durable, the acknowledgement for the
+/// node, the number of entries and when it was submitted (for metrics).
 struct PendingWrite {
-    completion: Option<Completion<raft_wal::Appended>>,
+    completion: Option<Completion<Appended>>,
     messages: Vec<Message>,
     ack: PersistAck,
     entries: usize,
+    submitted: Instant,
 }
 
-/// What the WAL waiter reports back.
-enum Durable {
-    Written {
-        messages: Vec<Message>,
-        ack: PersistAck,
-        entries: usize,
-        started: Instant,
-    },
-    Failed(String),
+/// Resolves when the oldest handed-out write is durable (or failed). Writes complete
+/// in submission order, so waiting on the oldest is enough.
+struct OldestWrite<'a>(&'a mut VecDeque<PendingWrite>);
+
+impl Future for OldestWrite<'_> {
+    type Output = Result<(), String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let Some(oldest) = self.0.front_mut() else {
+            return Poll::Pending;
+        };
+        match &mut oldest.completion {
+            None => Poll::Ready(Ok(())),
+            Some(completion) => match Pin::new(completion).poll(cx) {
+                Poll::Ready(Ok(_)) => {
+                    oldest.completion = None;
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e.to_string())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// A snapshot being written on a blocking thread, and the requests waiting for it.
+struct SnapshotJob {
+    index: u64,
+    waiting: Vec<oneshot::Sender<Result<crate::api::SnapshotResponse, ServiceError>>>,
+    started: Instant,
 }
 
 /// The driver's inputs and outputs, for `run`.
@@ -138,7 +166,8 @@ struct Loop {
     node: Node<WalStore>,
     transport: Transport,
     shared: Arc<Shared>,
-    to_waiter: std::sync::mpsc::Sender<PendingWrite>,
+    /// Writes handed to the WAL and not yet acknowledged to the node, oldest first.
+    writes: VecDeque<PendingWrite>,
     pending_writes: HashMap<EntryId, (oneshot::Sender<Result<ApplyResult, ServiceError>>, Instant)>,
     pending_changes: HashMap<EntryId, oneshot::Sender<Result<(), ServiceError>>>,
     pending_reads: HashMap<u64, oneshot::Sender<Result<(), ServiceError>>>,
@@ -157,6 +186,12 @@ struct Loop {
     snapshot_sent_tx: mpsc::UnboundedSender<SnapshotSent>,
     /// A snapshot received and durable, waiting for raft-core to ask to install it.
     pending_restore: Option<(LogIndex, KvStore)>,
+    /// The snapshot being written, if any.
+    snapshot_job: Option<SnapshotJob>,
+    /// The applied index of the last snapshot that failed to be written; the next
+    /// automatic attempt waits for another `snapshot_every_entries` after it.
+    failed_snapshot_index: u64,
+    snapshot_done_tx: mpsc::UnboundedSender<Result<raft_wal::SnapshotMeta, String>>,
 }
 
 impl Driver {
@@ -178,20 +213,13 @@ impl Driver {
         } = self;
         let (snapshot_sent_tx, mut snapshot_sent_rx) = mpsc::unbounded_channel::<SnapshotSent>();
         let last_snapshot_index = wal.latest_snapshot().map_or(0, |s| s.index);
-        let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
-        let (to_waiter, waiter_rx) = std::sync::mpsc::channel();
-        // WAL completions are waited for on a thread of their own, in order, so the
-        // driver never blocks on a disk.
-        let waiter = std::thread::Builder::new()
-            .name("raftd-wal-waiter".into())
-            .spawn(move || wait_for_writes(waiter_rx, durable_tx))
-            .map_err(|e| format!("cannot start the WAL waiter thread: {e}"))?;
+        let (snapshot_done_tx, mut snapshot_done_rx) = mpsc::unbounded_channel();
         let own_id = node.id();
         let mut state = Loop {
             node,
             transport,
             shared,
-            to_waiter,
+            writes: VecDeque::new(),
             pending_writes: HashMap::new(),
             pending_changes: HashMap::new(),
             pending_reads: HashMap::new(),
@@ -208,6 +236,9 @@ impl Driver {
             sending_snapshots: std::collections::HashSet::new(),
             snapshot_sent_tx,
             pending_restore: None,
+            snapshot_job: None,
+            failed_snapshot_index: 0,
+            snapshot_done_tx,
         };
         state.sync_transport_members();
         let mut ticker = tokio::time::interval(tick_interval);
@@ -220,21 +251,13 @@ impl Driver {
                         break Ok(());
                     }
                 }
-                Some(durable) = durable_rx.recv() => {
-                    match durable {
-                        Durable::Written { messages, ack, entries, started } => {
-                            state.shared.metrics.observe_fsync(started.elapsed(), entries);
-                            for message in messages {
-                                state.send(message);
-                            }
-                            if let Err(e) = state.node.on_persisted(ack) {
-                                break Err(format!("raft node failed: {e}"));
-                            }
-                        }
-                        Durable::Failed(e) => break Err(format!("WAL write failed: {e}")),
+                durable = OldestWrite(&mut state.writes), if !state.writes.is_empty() => {
+                    if let Err(e) = durable.and_then(|()| state.on_durable()) {
+                        break Err(e);
                     }
                 }
                 Some(event) = incoming.recv() => state.on_incoming(event),
+                Some(written) = snapshot_done_rx.recv() => state.on_snapshot_written(written),
                 Some(sent) = snapshot_sent_rx.recv() => {
                     state.sending_snapshots.remove(&sent.peer);
                     if let Err(e) = sent.result {
@@ -260,45 +283,42 @@ impl Driver {
             }
         };
         state.fail_all(ServiceError::ShuttingDown);
-        drop(state.to_waiter);
-        let _ = tokio::task::spawn_blocking(move || waiter.join()).await;
+        // In-flight WAL writes finish before the member exits.
+        for write in std::mem::take(&mut state.writes) {
+            if let Some(completion) = write.completion {
+                let _ = completion.await;
+            }
+        }
         result
     }
 }
 
-fn wait_for_writes(
-    from_driver: std::sync::mpsc::Receiver<PendingWrite>,
-    to_driver: mpsc::UnboundedSender<Durable>,
-) {
-    while let Ok(PendingWrite {
-        completion,
-        messages,
-        ack,
-        entries,
-    }) = from_driver.recv()
-    {
-        let started = Instant::now();
-        if let Some(completion) = completion
-            && let Err(e) = completion.wait()
-        {
-            let _ = to_driver.send(Durable::Failed(e.to_string()));
-            return;
-        }
-        if to_driver
-            .send(Durable::Written {
-                messages,
-                ack,
-                entries,
-                started,
-            })
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
 impl Loop {
+    /// The oldest handed-out write is durable: release its messages and tell the
+    /// node, then do the same for every later write that is durable already.
+    fn on_durable(&mut self) -> Result<(), String> {
+        while let Some(oldest) = self.writes.front_mut() {
+            if let Some(completion) = &oldest.completion {
+                match completion.try_take() {
+                    None => break,
+                    Some(Err(e)) => return Err(format!("WAL write failed: {e}")),
+                    Some(Ok(_)) => oldest.completion = None,
+                }
+            }
+            let write = self.writes.pop_front().expect("not empty");
+            self.shared
+                .metrics
+                .observe_fsync(write.submitted.elapsed(), write.entries);
+            for message in write.messages {
+                self.send(message);
+            }
+            self.node
+                .on_persisted(write.ack)
+                .map_err(|e| format!("raft node failed: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn send(&mut self, message: Message) {
         if let MessageBody::InstallSnapshot(snapshot) = message.body {
             // The snapshot's data travels on the transport's snapshot stream; the
@@ -377,9 +397,7 @@ impl Loop {
                     let _ = reply.send(Err(map_core_error(e)));
                 }
             },
-            Request::Snapshot { reply } => {
-                let _ = reply.send(self.take_snapshot().map_err(ServiceError::Internal));
-            }
+            Request::Snapshot { reply } => self.start_snapshot(Some(reply)),
             Request::Transfer { to, reply } => {
                 let target = to.or_else(|| self.best_transfer_target());
                 let result = match target {
@@ -442,14 +460,13 @@ impl Loop {
                     self.shared.metrics.wal_write_bytes.inc_by(bytes);
                     Some(wal.submit(unit))
                 };
-                self.to_waiter
-                    .send(PendingWrite {
-                        completion,
-                        messages: persist.messages,
-                        ack: persist.ack,
-                        entries,
-                    })
-                    .map_err(|_| "the WAL waiter stopped".to_string())?;
+                self.writes.push_back(PendingWrite {
+                    completion,
+                    messages: persist.messages,
+                    ack: persist.ack,
+                    entries,
+                    submitted: Instant::now(),
+                });
             }
             if !ready.committed_entries.is_empty() {
                 self.apply(ready.committed_entries);
@@ -565,60 +582,114 @@ impl Loop {
             self.sync_transport_members();
         }
         if self.snapshot_every_entries > 0
-            && last.0 >= self.last_snapshot_index + self.snapshot_every_entries
-            && let Err(e) = self.take_snapshot()
+            && last.0
+                >= self.last_snapshot_index.max(self.failed_snapshot_index)
+                    + self.snapshot_every_entries
         {
-            tracing::error!(error = %e, "taking a snapshot failed");
+            self.start_snapshot(None);
         }
     }
 
-    /// Snapshots the state machine at the applied index and compacts the log.
-    fn take_snapshot(&mut self) -> Result<crate::api::SnapshotResponse, String> {
-        let started = Instant::now();
-        let kv = self.shared.kv.read().expect("kv lock");
+    /// Starts snapshotting the state machine at the applied index: a copy of it is
+    /// written on a blocking thread, and the log is compacted once the snapshot is
+    /// durable ([`Loop::on_snapshot_written`]). `reply`, if any, hears the outcome; a
+    /// request made while a snapshot is being written waits for that one.
+    fn start_snapshot(
+        &mut self,
+        reply: Option<oneshot::Sender<Result<crate::api::SnapshotResponse, ServiceError>>>,
+    ) {
+        if let Some(job) = &mut self.snapshot_job {
+            job.waiting.extend(reply);
+            return;
+        }
+        let kv = self.shared.kv.read().expect("kv lock").clone();
         let index = kv.applied_index();
         if index == 0 {
-            return Err("nothing applied yet".into());
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(ServiceError::Invalid("nothing applied yet".into())));
+            }
+            return;
         }
         if index == self.last_snapshot_index
             && let Some(existing) = self.wal.latest_snapshot()
         {
-            return Ok(crate::api::SnapshotResponse {
-                index: existing.index,
-                term: existing.term,
-                bytes: existing.data_len_bytes,
-            });
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(crate::api::SnapshotResponse {
+                    index: existing.index,
+                    term: existing.term,
+                    bytes: existing.data_len_bytes,
+                }));
+            }
+            return;
         }
-        let term = self.wal.term(index).map_err(|e| e.to_string())?;
+        let term = match self.wal.term(index) {
+            Ok(term) => raft_core::Term(term),
+            Err(e) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(ServiceError::Internal(e.to_string())));
+                }
+                return;
+            }
+        };
         let membership = self
             .shared
             .membership
             .lock()
             .expect("membership lock")
             .clone();
-        let meta = crate::snapshots::take(
-            &self.wal,
-            &kv,
-            raft_core::Term(term),
-            &membership,
-            crate::snapshots::keep_entries(self.snapshot_every_entries),
-        )?;
-        drop(kv);
-        self.last_snapshot_index = meta.index;
-        self.shared
-            .metrics
-            .snapshot_save_duration
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(
-            index = meta.index,
-            bytes = meta.data_len_bytes,
-            "snapshot taken"
-        );
-        Ok(crate::api::SnapshotResponse {
-            index: meta.index,
-            term: meta.term,
-            bytes: meta.data_len_bytes,
-        })
+        let (wal, done) = (Arc::clone(&self.wal), self.snapshot_done_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send(crate::snapshots::write(&wal, &kv, term, &membership));
+        });
+        self.snapshot_job = Some(SnapshotJob {
+            index,
+            waiting: reply.into_iter().collect(),
+            started: Instant::now(),
+        });
+    }
+
+    /// A snapshot finished writing: compact the log behind it and answer whoever
+    /// waits for it.
+    fn on_snapshot_written(&mut self, written: Result<raft_wal::SnapshotMeta, String>) {
+        let Some(job) = self.snapshot_job.take() else {
+            return;
+        };
+        let outcome = written.and_then(|meta| {
+            crate::snapshots::compact(
+                &self.wal,
+                meta.index,
+                crate::snapshots::keep_entries(self.snapshot_every_entries),
+            )?;
+            Ok(meta)
+        });
+        let response = match outcome {
+            Ok(meta) => {
+                self.last_snapshot_index = meta.index;
+                self.shared
+                    .metrics
+                    .snapshot_save_duration
+                    .observe(job.started.elapsed().as_secs_f64());
+                tracing::info!(
+                    index = meta.index,
+                    bytes = meta.data_len_bytes,
+                    "snapshot taken"
+                );
+                Ok(crate::api::SnapshotResponse {
+                    index: meta.index,
+                    term: meta.term,
+                    bytes: meta.data_len_bytes,
+                })
+            }
+            Err(e) => {
+                // A newer snapshot received from the leader may have superseded it.
+                self.failed_snapshot_index = job.index;
+                tracing::warn!(index = job.index, error = %e, "taking a snapshot failed");
+                Err(ServiceError::Internal(format!("taking a snapshot failed: {e}")))
+            }
+        };
+        for reply in job.waiting {
+            let _ = reply.send(response.clone());
+        }
     }
 
     /// A snapshot's data arrived: make it durable, then step its message into the node.

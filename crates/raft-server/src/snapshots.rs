@@ -33,15 +33,15 @@ pub(crate) fn keep_entries(snapshot_every_entries: u64) -> u64 {
     }
 }
 
-/// Writes a snapshot of `kv` (applied through `index`, whose entry has `term`, with
-/// `membership` in effect) and compacts the log behind it. Returns the WAL's record
-/// of the snapshot.
-pub(crate) fn take(
+/// Writes a durable snapshot of `kv` (applied through its applied index, whose entry
+/// has `term`, with `membership` in effect). Blocking: run it off the driver, on a
+/// copy of the state machine, so the commit path does not wait for it. Returns the
+/// WAL's record of the snapshot; compact the log behind it with [`compact`].
+pub(crate) fn write(
     wal: &Wal,
     kv: &KvStore,
     term: Term,
     membership: &Membership,
-    keep_entries: u64,
 ) -> Result<raft_wal::SnapshotMeta, String> {
     let index = kv.applied_index();
     let metadata = encode_membership(membership);
@@ -50,12 +50,17 @@ pub(crate) fn take(
         .map_err(|e| e.to_string())?;
     kv.write_snapshot(&metadata, &mut writer)
         .map_err(|e| e.to_string())?;
-    let meta = writer.finish().map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())
+}
+
+/// Removes the log behind a durable snapshot at `index`, keeping its last
+/// `keep_entries` entries for followers slightly behind.
+pub(crate) fn compact(wal: &Wal, index: u64, keep_entries: u64) -> Result<(), String> {
     let first_index = index.saturating_sub(keep_entries).max(1);
     if first_index > wal.first_index() {
         wal.compact(first_index).map_err(|e| e.to_string())?;
     }
-    Ok(meta)
+    Ok(())
 }
 
 /// The state machine in the newest durable snapshot, if there is one.

@@ -1,15 +1,44 @@
 //! A one-shot completion (Mutex + Condvar): the writer thread fills it once, one
-//! waiter takes the result. No async runtime is involved, so a tokio server can wait
-//! on it from a blocking task or poll it with [`Completion::try_take`].
+//! waiter takes the result. No async runtime is involved: a thread blocks in
+//! [`Completion::wait`], and an async task awaits the completion as a [`Future`],
+//! which the writer thread wakes directly (no thread in between).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::error::{Result, WalError};
 
 struct Slot<T> {
-    value: Mutex<Option<Result<T>>>,
+    value: Mutex<State<T>>,
     ready: Condvar,
+}
+
+/// The outcome once known, and the task to wake when it becomes known.
+struct State<T> {
+    outcome: Option<Result<T>>,
+    waker: Option<Waker>,
+}
+
+impl<T> Slot<T> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        self.value.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the outcome and wakes whoever waits, thread or task.
+    fn fill(&self, outcome: Result<T>) {
+        let waker = {
+            let mut state = self.state();
+            state.outcome = Some(outcome);
+            state.waker.take()
+        };
+        self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// The receiving half: wait for the outcome of a submitted operation.
@@ -27,7 +56,10 @@ pub(crate) struct Completer<T> {
 /// A linked completer and completion.
 pub(crate) fn pair<T>() -> (Completer<T>, Completion<T>) {
     let slot = Arc::new(Slot {
-        value: Mutex::new(None),
+        value: Mutex::new(State {
+            outcome: None,
+            waker: None,
+        }),
         ready: Condvar::new(),
     });
     (
@@ -41,17 +73,14 @@ pub(crate) fn pair<T>() -> (Completer<T>, Completion<T>) {
 impl<T> Completer<T> {
     /// Delivers the outcome and wakes the waiter.
     pub(crate) fn complete(mut self, outcome: Result<T>) {
-        let slot = self.slot.take().expect("completed once");
-        *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-        slot.ready.notify_one();
+        self.slot.take().expect("completed once").fill(outcome);
     }
 }
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(WalError::Closed));
-            slot.ready.notify_one();
+            slot.fill(Err(WalError::Closed));
         }
     }
 }
@@ -66,15 +95,15 @@ impl<T> Completion<T> {
 
     /// Blocks until the outcome is known.
     pub fn wait(self) -> Result<T> {
-        let mut value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.slot.state();
         loop {
-            if let Some(outcome) = value.take() {
+            if let Some(outcome) = state.outcome.take() {
                 return outcome;
             }
-            value = self
+            state = self
                 .slot
                 .ready
-                .wait(value)
+                .wait(state)
                 .unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -82,13 +111,13 @@ impl<T> Completion<T> {
     /// Blocks for at most `timeout`; gives the completion back if it is not ready.
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T>, Completion<T>> {
         let outcome = {
-            let value = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
-            let (mut value, _) = self
+            let state = self.slot.state();
+            let (mut state, _) = self
                 .slot
                 .ready
-                .wait_timeout_while(value, timeout, |value| value.is_none())
+                .wait_timeout_while(state, timeout, |state| state.outcome.is_none())
                 .unwrap_or_else(|p| p.into_inner());
-            value.take()
+            state.outcome.take()
         };
         outcome.ok_or(self)
     }
@@ -96,11 +125,27 @@ impl<T> Completion<T> {
     /// Takes the outcome if it is known, without blocking. The outcome is delivered
     /// once: after this returned `Some`, do not wait on the completion again.
     pub fn try_take(&self) -> Option<Result<T>> {
-        self.slot
-            .value
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.slot.state().outcome.take()
+    }
+}
+
+/// Awaiting a completion: ready once the writer filled it; the writer thread wakes
+/// the task itself. Like [`Completion::try_take`], the outcome is delivered once.
+impl<T> Future for Completion<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut state = self.slot.state();
+        match state.outcome.take() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => {
+                match &mut state.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => state.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 

@@ -73,7 +73,7 @@ fn file_only_with_defaults() {
     assert_eq!(config.advertise_peer, addr("10.0.0.1:7101"));
     assert_eq!(config.advertise_client, addr("10.0.0.1:7001"));
     assert_eq!(config.max_value_bytes, 1 << 20);
-    assert_eq!(config.snapshot_every_entries, 10_000);
+    assert_eq!(config.snapshot_every_entries, 100_000);
     assert_eq!(config.ready_lag, 1_000);
     assert_eq!(config.tick_interval(), Duration::from_millis(100));
     assert_eq!(config.election_timeout_ticks_range(), (10, 20));

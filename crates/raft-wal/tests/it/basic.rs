@@ -335,6 +335,56 @@ fn completions_can_be_polled_and_waited_with_a_timeout() {
     );
 }
 
+/// Wakes a parked thread and records that it did.
+struct ThreadWaker {
+    thread: std::thread::Thread,
+    woken: std::sync::atomic::AtomicBool,
+}
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+#[test]
+fn an_awaited_completion_is_woken_by_the_writer() {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll};
+
+    let storage = FaultyStorage::new();
+    let wal = common::open(&storage, common::small_options()).unwrap();
+    let waker = std::sync::Arc::new(ThreadWaker {
+        thread: std::thread::current(),
+        woken: false.into(),
+    });
+    let task_waker = std::task::Waker::from(std::sync::Arc::clone(&waker));
+    let mut cx = Context::from_waker(&task_waker);
+    for last in 1..=20u64 {
+        waker.woken.store(false, Ordering::SeqCst);
+        let mut completion = std::pin::pin!(wal.submit(unit(last..=last, 1, None)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let outcome = loop {
+            match completion.as_mut().poll(&mut cx) {
+                Poll::Ready(outcome) => break outcome,
+                Poll::Pending => {
+                    // Only a wake from the writer ends this wait early.
+                    while !waker.woken.swap(false, Ordering::SeqCst) {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "the writer never woke the task"
+                        );
+                        std::thread::park_timeout(std::time::Duration::from_millis(100));
+                    }
+                }
+            }
+        };
+        assert_eq!(outcome.unwrap().last_index, last);
+    }
+}
+
 #[test]
 fn units_queued_together_see_each_other() {
     let storage = FaultyStorage::new();
