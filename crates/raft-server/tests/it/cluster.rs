@@ -4,7 +4,7 @@
 //! wait has a generous bound that only guards against hangs.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ pub(crate) struct Member {
 
 pub(crate) struct TestCluster {
     /// Holds the certificates, configs and data directories until dropped.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub(crate) members: Vec<Member>,
 }
 
@@ -90,7 +90,29 @@ impl TestCluster {
             );
             std::fs::write(&m.config, text).expect("write config");
         }
-        TestCluster { _dir: dir, members }
+        TestCluster { dir, members }
+    }
+
+    /// The cluster's temporary directory (certificates in `certs/`, one `nodeI/` per
+    /// member); files put here are removed with the cluster.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Points member `i`'s `[tls]` section (the last of its config) at the CA, member
+    /// certificate and key in `certs`, named as `raftd certs` names them. Takes effect
+    /// at the member's next start.
+    pub(crate) fn use_certs(&self, i: usize, certs: &Path) {
+        let member = &self.members[i];
+        let text = std::fs::read_to_string(&member.config).expect("read config");
+        let (head, _) = text.split_once("\n[tls]\n").expect("a [tls] section");
+        let text = format!(
+            "{head}\n[tls]\nca = \"{certs}/ca.pem\"\ncert = \"{certs}/node{id}.pem\"\n\
+             key = \"{certs}/node{id}-key.pem\"\n",
+            certs = certs.display(),
+            id = member.id,
+        );
+        std::fs::write(&member.config, text).expect("write config");
     }
 
     /// Starts every member.

@@ -8,3 +8,4 @@ mod linearizable;
 mod membership;
 mod metrics;
 mod snapshots;
+mod tls;
