@@ -1,5 +1,5 @@
-//! `raft-bench`'s load generator: workloads, the closed and open loops, HDR
-//! latency histograms per second and in total, and the JSON report.
+//! `raft-bench`'s load generator: workloads, the preload of the key space, the closed
+//! and open loops, HDR latency histograms per second and in total, and the JSON report.
 //!
 //! What it must keep true: in the open loop (`--rate`) latency is measured from
 //! the time a request was *scheduled* to be sent, not when a busy client got
@@ -26,6 +26,10 @@ pub const MAX_KEY_SPACE: u64 = 100_000_000;
 /// The highest latency the histograms hold, in microseconds; slower requests
 /// are recorded as this value.
 const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Attempts per preload put before the preload gives up. Retrying is safe: the
+/// put is idempotent (same key, same value).
+const PRELOAD_ATTEMPTS: u32 = 5;
 
 /// `raft-bench`'s command line (the flags are fixed by SPEC.md).
 #[derive(Debug, Parser)]
@@ -70,6 +74,10 @@ pub struct Args {
     /// Write the summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Do not write every key once before a workload with gets (`get`, `mixed:R`)
+    /// starts; its gets then mostly find no key.
+    #[arg(long)]
+    pub no_preload: bool,
 }
 
 /// What the clients send.
@@ -84,6 +92,17 @@ pub enum Workload {
         /// The fraction of gets, in 0..=1.
         read_fraction: f64,
     },
+}
+
+impl Workload {
+    /// Whether the workload sends gets at all.
+    pub fn reads(&self) -> bool {
+        match self {
+            Self::Put => false,
+            Self::Get => true,
+            Self::Mixed { read_fraction } => *read_fraction > 0.0,
+        }
+    }
 }
 
 impl FromStr for Workload {
@@ -270,6 +289,48 @@ pub struct Plan {
     pub workload: Workload,
     /// Open-loop total rate, or closed loop.
     pub rate: Option<f64>,
+    /// Write every key once before measuring a workload with gets.
+    pub preload: bool,
+}
+
+impl Plan {
+    /// Whether [`preload`] should run before [`run`]: the workload sends gets, which
+    /// should find existing keys, and preloading was not turned off.
+    pub fn needs_preload(&self) -> bool {
+        self.preload && self.workload.reads()
+    }
+
+    /// The value every put writes: `value_size` bytes of `abc...`.
+    fn value(&self) -> Bytes {
+        Bytes::from(
+            (0..self.value_size)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        )
+    }
+}
+
+/// What [`preload`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preloaded {
+    /// Keys written (the whole key space).
+    pub keys: u64,
+    /// Concurrent clients that wrote them.
+    pub clients: u32,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Preloaded {
+    /// `preloaded 100000 keys with 64 clients in 2.1s (not measured)`
+    pub fn line(&self) -> String {
+        format!(
+            "preloaded {} keys with {} clients in {:.1}s (not measured)",
+            self.keys,
+            self.clients,
+            self.elapsed.as_secs_f64()
+        )
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -298,13 +359,72 @@ pub async fn discover_leader(client: &Client) -> Result<Option<Endpoint>, Error>
         .and_then(|member| member.client_addr.parse().ok()))
 }
 
-/// Runs the benchmark, calling `progress` once a second.
-pub async fn run(plan: &Plan, mut progress: impl FnMut(&Progress)) -> anyhow::Result<Report> {
-    let discovery = Arc::new(Client::new(plan.endpoints.clone())?);
-    let leader = discover_leader(&discovery)
+/// The leader's client URL, or the first endpoint while no leader is known.
+async fn find_leader(plan: &Plan, discovery: &Client) -> anyhow::Result<Endpoint> {
+    Ok(discover_leader(discovery)
         .await
         .map_err(|error| anyhow::anyhow!("cannot find the leader: {error}"))?
-        .unwrap_or_else(|| plan.endpoints[0].clone());
+        .unwrap_or_else(|| plan.endpoints[0].clone()))
+}
+
+/// A client with one keep-alive connection, trying `leader` first and then the
+/// other endpoints.
+fn leader_first_client(plan: &Plan, leader: &Endpoint) -> Client {
+    let mut endpoints = vec![leader.clone()];
+    endpoints.extend(plan.endpoints.iter().filter(|e| *e != leader).cloned());
+    let config = ClientConfig {
+        max_idle_per_endpoint: 1,
+        ..ClientConfig::default()
+    };
+    Client::with_config(endpoints, config).expect("endpoints given")
+}
+
+/// Writes every key of the key space once, with the plan's value size and as many
+/// concurrent clients as the plan has, so that the gets of [`run`] find existing
+/// keys. Nothing here is measured. A failed put is retried a few times (it is
+/// idempotent), then the preload fails.
+pub async fn preload(plan: &Plan) -> anyhow::Result<Preloaded> {
+    let discovery = Client::new(plan.endpoints.clone())?;
+    let leader = find_leader(plan, &discovery).await?;
+    let value = plan.value();
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..plan.clients {
+        let client = leader_first_client(plan, &leader);
+        let (next, value, key_space) = (next.clone(), value.clone(), plan.key_space);
+        tasks.spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= key_space {
+                    return Ok(());
+                }
+                let mut attempt = 1;
+                while let Err(error) = client.put(key_for(index), value.clone()).await {
+                    if attempt == PRELOAD_ATTEMPTS {
+                        anyhow::bail!("preload: cannot write key {index}: {error}");
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(Preloaded {
+        keys: plan.key_space,
+        clients: plan.clients,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Runs the benchmark, calling `progress` once a second. Only this is measured:
+/// [`preload`], when wanted, comes before.
+pub async fn run(plan: &Plan, mut progress: impl FnMut(&Progress)) -> anyhow::Result<Report> {
+    let discovery = Arc::new(Client::new(plan.endpoints.clone())?);
+    let leader = find_leader(plan, &discovery).await?;
     let (leader_tx, leader_rx) = watch::channel(leader);
 
     let shared = Arc::new(Shared {
@@ -314,11 +434,7 @@ pub async fn run(plan: &Plan, mut progress: impl FnMut(&Progress)) -> anyhow::Re
         errors: AtomicU64::new(0),
         trouble: Notify::new(),
     });
-    let value = Bytes::from(
-        (0..plan.value_size)
-            .map(|i| b'a' + (i % 26) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let value = plan.value();
     let start = Instant::now();
     let deadline = start + plan.duration;
 
@@ -424,19 +540,7 @@ struct ClientTask {
 impl ClientTask {
     fn connect(&mut self) -> Client {
         let leader = self.leader.borrow_and_update().clone();
-        let mut endpoints = vec![leader.clone()];
-        endpoints.extend(
-            self.plan
-                .endpoints
-                .iter()
-                .filter(|e| **e != leader)
-                .cloned(),
-        );
-        let config = ClientConfig {
-            max_idle_per_endpoint: 1,
-            ..ClientConfig::default()
-        };
-        Client::with_config(endpoints, config).expect("endpoints given")
+        leader_first_client(&self.plan, &leader)
     }
 
     async fn run(mut self) {
@@ -549,6 +653,10 @@ mod tests {
         assert_eq!(args.workload, Workload::Mixed { read_fraction: 0.9 });
         assert_eq!(args.workload.to_string(), "mixed:0.9");
         assert_eq!(args.rate, Some(1000.0));
+        assert!(!args.no_preload);
+        let args =
+            Args::try_parse_from(["raft-bench", "--endpoints", "a:1", "--no-preload"]).unwrap();
+        assert!(args.no_preload);
 
         let args = Args::try_parse_from(["raft-bench", "--local-cluster", "3"]).unwrap();
         assert_eq!(
@@ -596,6 +704,7 @@ mod tests {
             key_space: 100,
             workload: workload.parse().unwrap(),
             rate,
+            preload: false,
         };
         let mut lines = 0;
         let report = run(&plan, |progress| {
@@ -693,6 +802,7 @@ mod tests {
             key_space: 10,
             workload: Workload::Put,
             rate: None,
+            preload: true,
         };
         let report = run(&plan, |_| {}).await.unwrap();
         assert!(report.ops > 0);
@@ -712,6 +822,84 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_workloads_with_gets_are_preloaded() {
+        let plan = |workload: &str, preload: bool| Plan {
+            endpoints: vec!["127.0.0.1:1".parse().unwrap()],
+            clients: 1,
+            duration: Duration::from_secs(1),
+            value_size: 1,
+            key_space: 1,
+            workload: workload.parse().unwrap(),
+            rate: None,
+            preload,
+        };
+        for (workload, needed) in [
+            ("get", true),
+            ("mixed:0.9", true),
+            ("mixed:1", true),
+            ("mixed:0", false),
+            ("put", false),
+        ] {
+            assert_eq!(plan(workload, true).needs_preload(), needed, "{workload}");
+            assert!(!plan(workload, false).needs_preload(), "{workload}");
+        }
+    }
+
+    #[tokio::test]
+    async fn preload_writes_every_key_once_and_is_not_measured() {
+        // Data requests go to the leader only; discovery goes to the follower.
+        let leader = MockServer::start_with(raft_server::client::mock::MockOptions {
+            id: 2,
+            ..Default::default()
+        })
+        .await;
+        let follower = MockServer::start().await;
+        follower.follow(raft_server::api::Member {
+            id: 2,
+            peer_addr: "127.0.0.1:1".into(),
+            client_addr: leader
+                .endpoint()
+                .as_str()
+                .trim_start_matches("http://")
+                .into(),
+            voter: true,
+        });
+        let plan = Plan {
+            endpoints: vec![follower.endpoint()],
+            clients: 4,
+            duration: Duration::from_millis(500),
+            value_size: 8,
+            key_space: 50,
+            workload: Workload::Get,
+            rate: None,
+            preload: true,
+        };
+        let preloaded = preload(&plan).await.unwrap();
+        assert_eq!((preloaded.keys, preloaded.clients), (50, 4));
+        assert!(
+            preloaded
+                .line()
+                .starts_with("preloaded 50 keys with 4 clients")
+        );
+        assert_eq!(leader.requests(), 50, "one put per key");
+        for index in 0..50 {
+            let key = key_for(index);
+            let value = leader
+                .value(std::str::from_utf8(&key).unwrap())
+                .unwrap_or_else(|| panic!("key {index} was not preloaded"));
+            assert_eq!(value.as_ref(), b"abcdefgh");
+        }
+        let report = run(&plan, |_| {}).await.unwrap();
+        assert!(report.ops > 0);
+        assert_eq!(report.errors, 0);
+        assert_eq!(
+            leader.requests(),
+            50 + report.ops,
+            "the report counts the gets only"
+        );
+    }
+
     #[tokio::test]
     async fn open_loop_runs_and_a_leaderless_cluster_is_reported() {
         let (json, _server) = bench_against_mock("put", Some(200.0)).await;
@@ -728,8 +916,10 @@ mod tests {
             key_space: 10,
             workload: Workload::Get,
             rate: None,
+            preload: true,
         };
         server.set_fault(raft_server::client::mock::Fault::ShuttingDown);
+        assert!(preload(&plan).await.is_err(), "the leader cannot be found");
         assert!(
             run(&plan, |_| {}).await.is_err(),
             "the leader cannot be found"

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use raft_benches::load::{Args, Plan, run, write_json};
+use raft_benches::load::{Args, Plan, preload, run, write_json};
 use raft_benches::local_cluster::LocalCluster;
 
 fn main() -> ExitCode {
@@ -50,8 +50,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         key_space: args.key_space,
         workload: args.workload,
         rate: args.rate,
+        preload: !args.no_preload,
     };
-    let result = run(&plan, |progress| println!("{}", progress.line())).await;
+    let result = async {
+        // Gets should find keys: write the key space first, outside the measurement.
+        if plan.needs_preload() {
+            println!("{}", preload(&plan).await?.line());
+        }
+        run(&plan, |progress| println!("{}", progress.line())).await
+    }
+    .await;
     // Stop the cluster whether or not the run succeeded.
     let stopped = match cluster {
         Some(cluster) => cluster.stop().await,
