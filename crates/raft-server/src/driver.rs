@@ -441,6 +441,7 @@ impl Loop {
                     self.install_snapshot(snapshot)?;
                 }
                 let entries = persist.entries.len();
+                self.node.log_store().remember(&persist.entries);
                 let completion = if persist.hard_state.is_none() && persist.entries.is_empty() {
                     None
                 } else {
@@ -746,6 +747,7 @@ impl Loop {
         self.wal
             .install_snapshot(&meta)
             .map_err(|e| format!("installing snapshot {index}: {e}"))?;
+        self.node.log_store().forget();
         *self.shared.kv.write().expect("kv lock") = kv;
         *self.shared.membership.lock().expect("membership lock") = snapshot.membership.clone();
         self.last_snapshot_index = index.0;

@@ -4,8 +4,8 @@
 //! allocates beyond its input (the disk is input too); a WAL read error that is not
 //! "compacted" or "not yet written" surfaces as `StorageError::Io`.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_core::{
@@ -149,12 +149,89 @@ pub fn to_wal_entry(entry: &Entry) -> raft_wal::Entry {
     }
 }
 
-/// The durable log of one member, read by raft-core. Cheap to clone.
+/// Most entries the in-memory tail of the log holds.
+const TAIL_MAX_ENTRIES: usize = 8192;
+/// Most bytes (by [`Entry::size_bytes`]) the in-memory tail of the log holds.
+const TAIL_MAX_BYTES: u64 = 16 << 20;
+
+/// The newest entries of the log, as they were handed to the WAL, so that a leader
+/// sends recent entries to its followers without reading them back from disk
+/// (payloads are shared `Bytes`, not copies). Contiguous: `entries[i].index` is
+/// `entries[0].index + i`.
+#[derive(Debug, Default)]
+struct Tail {
+    entries: VecDeque<Entry>,
+    bytes: u64,
+}
+
+impl Tail {
+    /// Appends `entries` (contiguous, in log order), replacing any suffix from the
+    /// first one's index on, as the WAL does with a conflicting append.
+    fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        while self.entries.back().is_some_and(|e| e.index >= first.index) {
+            let dropped = self.entries.pop_back().expect("not empty");
+            self.bytes -= dropped.size_bytes();
+        }
+        if self
+            .entries
+            .back()
+            .is_some_and(|e| e.index.next() != first.index)
+        {
+            self.clear(); // A gap: keep only what is contiguous.
+        }
+        for entry in entries {
+            self.bytes += entry.size_bytes();
+            self.entries.push_back(entry.clone());
+        }
+        while self.entries.len() > TAIL_MAX_ENTRIES
+            || (self.bytes > TAIL_MAX_BYTES && self.entries.len() > 1)
+        {
+            let dropped = self.entries.pop_front().expect("not empty");
+            self.bytes -= dropped.size_bytes();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Entries `low..high` if the tail holds all of them, stopping once they exceed
+    /// `max_bytes` (at least one is returned).
+    fn get(&self, low: LogIndex, high: LogIndex, max_bytes: u64) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.index;
+        let end = self.entries.back()?.index.next();
+        if low < first || high > end || low >= high {
+            return None;
+        }
+        let start = low.distance_from(first) as usize;
+        let count = high.distance_from(low) as usize;
+        let mut out = Vec::with_capacity(count);
+        let mut total = 0;
+        for entry in self.entries.range(start..start + count) {
+            total += entry.size_bytes();
+            if total > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Some(out)
+    }
+}
+
+/// The durable log of one member, read by raft-core. Cheap to clone; clones share
+/// the in-memory tail.
 #[derive(Clone, Debug)]
 pub struct WalStore {
     wal: Arc<Wal>,
     /// The membership before any snapshot: the bootstrap configuration.
     initial_membership: Membership,
+    /// The newest entries handed to the WAL. Only the driver uses the store, so the
+    /// lock is never contended.
+    tail: Arc<Mutex<Tail>>,
 }
 
 impl WalStore {
@@ -164,7 +241,20 @@ impl WalStore {
         WalStore {
             wal,
             initial_membership,
+            tail: Arc::default(),
         }
+    }
+
+    /// Records entries just handed to the WAL (contiguous, in log order; they replace
+    /// any newer entries the store remembered), so reads of recent entries are served
+    /// from memory. Reads still answer only for what the WAL holds.
+    pub fn remember(&self, entries: &[Entry]) {
+        self.tail.lock().expect("tail lock").append(entries);
+    }
+
+    /// Forgets the remembered entries: the log was replaced by a snapshot.
+    pub fn forget(&self) {
+        self.tail.lock().expect("tail lock").clear();
     }
 
     /// The WAL.
@@ -241,6 +331,14 @@ impl LogStore for WalStore {
         if high.0 > self.wal.last_index() + 1 {
             return Err(StorageError::Unavailable { index: high.prev() });
         }
+        if let Some(entries) = self
+            .tail
+            .lock()
+            .expect("tail lock")
+            .get(low, high, max_bytes)
+        {
+            return Ok(entries);
+        }
         let records = self
             .wal
             .entries(low.0, high.0, max_bytes)
@@ -261,6 +359,114 @@ impl LogStore for WalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn command(index: u64, term: u64, text: &str) -> Entry {
+        Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            payload: EntryPayload::Command(Bytes::from(format!("{text}{index}"))),
+        }
+    }
+
+    /// A store over a fresh WAL holding `entries`, made durable and remembered.
+    fn store_with(dir: &std::path::Path) -> WalStore {
+        let wal = Wal::open(dir, raft_wal::WalOptions::default()).unwrap();
+        WalStore::new(Arc::new(wal), Membership::with_voters([NodeId(1)]))
+    }
+
+    fn write(store: &WalStore, entries: &[Entry]) {
+        store
+            .wal()
+            .append(raft_wal::AppendUnit {
+                hard_state: None,
+                entries: entries.iter().map(to_wal_entry).collect(),
+            })
+            .unwrap();
+        store.remember(entries);
+    }
+
+    /// The same read answered by the WAL alone.
+    fn from_disk(store: &WalStore, low: u64, high: u64, max_bytes: u64) -> Vec<Entry> {
+        WalStore::new(Arc::clone(store.wal()), store.initial_membership.clone())
+            .entries(LogIndex(low), LogIndex(high), max_bytes)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_remembered_tail_answers_as_the_wal_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path());
+        let first: Vec<Entry> = (1..=40).map(|i| command(i, 1, "a")).collect();
+        write(&store, &first);
+        // A conflicting append from index 30 replaces the suffix, in the WAL and in
+        // memory alike.
+        let second: Vec<Entry> = (30..=50).map(|i| command(i, 2, "b")).collect();
+        write(&store, &second);
+        for (low, high) in [(1, 51), (1, 30), (29, 31), (30, 51), (45, 46), (50, 51)] {
+            let all = from_disk(&store, low, high, u64::MAX);
+            assert_eq!(all.len() as u64, high - low);
+            for max_bytes in [0, 60, 200, u64::MAX] {
+                let cached = store
+                    .entries(LogIndex(low), LogIndex(high), max_bytes)
+                    .unwrap();
+                // A non-empty prefix of the WAL's answer, within the byte limit
+                // (counted as raft-core counts) unless it is a single entry.
+                assert!(!cached.is_empty() && all.starts_with(&cached));
+                let bytes: u64 = cached.iter().map(Entry::size_bytes).sum();
+                assert!(cached.len() == 1 || bytes <= max_bytes, "{bytes} > {max_bytes}");
+                if max_bytes == u64::MAX {
+                    assert_eq!(cached, all);
+                }
+            }
+        }
+        assert_eq!(
+            store.entries(LogIndex(35), LogIndex(36), u64::MAX).unwrap()[0],
+            command(35, 2, "b")
+        );
+        // Reads beyond what the WAL holds are refused even though memory has them.
+        store.remember(&[command(51, 2, "c")]);
+        assert!(matches!(
+            store.entries(LogIndex(50), LogIndex(52), u64::MAX),
+            Err(StorageError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_gap_or_a_snapshot_empties_the_tail() {
+        let mut tail = Tail::default();
+        tail.append(&[command(1, 1, "a"), command(2, 1, "a")]);
+        assert!(tail.get(LogIndex(1), LogIndex(3), u64::MAX).is_some());
+        tail.append(&[command(5, 1, "a")]);
+        assert_eq!(tail.get(LogIndex(1), LogIndex(2), u64::MAX), None);
+        assert_eq!(
+            tail.get(LogIndex(5), LogIndex(6), u64::MAX),
+            Some(vec![command(5, 1, "a")])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path());
+        store.remember(&[command(1, 1, "a")]);
+        store.forget();
+        assert_eq!(store.tail.lock().unwrap().entries.len(), 0);
+    }
+
+    #[test]
+    fn the_tail_is_bounded() {
+        let mut tail = Tail::default();
+        let entries: Vec<Entry> = (1..=(TAIL_MAX_ENTRIES as u64 + 10))
+            .map(|i| command(i, 1, "x"))
+            .collect();
+        tail.append(&entries);
+        assert_eq!(tail.entries.len(), TAIL_MAX_ENTRIES);
+        assert_eq!(tail.entries.front().unwrap().index, LogIndex(11));
+        let big = Entry {
+            term: Term(1),
+            index: LogIndex(TAIL_MAX_ENTRIES as u64 + 11),
+            payload: EntryPayload::Command(Bytes::from(vec![0u8; TAIL_MAX_BYTES as usize])),
+        };
+        tail.append(std::slice::from_ref(&big));
+        assert_eq!(tail.entries.len(), 1, "only the newest entry fits");
+        assert_eq!(tail.bytes, big.size_bytes());
+    }
 
     #[test]
     fn payloads_round_trip() {
