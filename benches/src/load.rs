@@ -52,9 +52,19 @@ pub struct Args {
     /// executable or on PATH), benchmark it, then stop it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub local_cluster: Option<u32>,
-    /// Concurrent clients, each with its own keep-alive connection.
+    /// Concurrent clients (closed loop: each waits for its reply before sending
+    /// again). Over HTTP/1.1 each has its own keep-alive connection.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub clients: u32,
+    /// Speak HTTP/2 (cleartext) instead of HTTP/1.1: the clients share
+    /// `--connections` connections, each carrying many concurrent requests, as gRPC
+    /// clients such as etcd's benchmark tool do.
+    #[arg(long)]
+    pub http2: bool,
+    /// With `--http2`: how many connections the clients share (client i uses
+    /// connection i mod N).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000), requires = "http2")]
+    pub connections: u32,
     /// How long to run: `30s`, `500ms`, `2m`, `1h` (a bare number is seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -291,6 +301,9 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Write every key once before measuring a workload with gets.
     pub preload: bool,
+    /// HTTP/2 connections shared by the clients; `None`: HTTP/1.1, one connection
+    /// per client.
+    pub http2_connections: Option<u32>,
 }
 
 impl Plan {
@@ -367,6 +380,15 @@ async fn find_leader(plan: &Plan, discovery: &Client) -> anyhow::Result<Endpoint
         .unwrap_or_else(|| plan.endpoints[0].clone()))
 }
 
+/// The client that finds the leader, speaking the plan's protocol.
+fn discovery_client(plan: &Plan) -> anyhow::Result<Client> {
+    let config = ClientConfig {
+        http2: plan.http2_connections.is_some(),
+        ..ClientConfig::default()
+    };
+    Ok(Client::with_config(plan.endpoints.clone(), config)?)
+}
+
 /// A client with one keep-alive connection, trying `leader` first and then the
 /// other endpoints.
 fn leader_first_client(plan: &Plan, leader: &Endpoint) -> Client {
@@ -374,9 +396,46 @@ fn leader_first_client(plan: &Plan, leader: &Endpoint) -> Client {
     endpoints.extend(plan.endpoints.iter().filter(|e| *e != leader).cloned());
     let config = ClientConfig {
         max_idle_per_endpoint: 1,
+        http2: plan.http2_connections.is_some(),
         ..ClientConfig::default()
     };
     Client::with_config(endpoints, config).expect("endpoints given")
+}
+
+/// The connections the client tasks send through: over HTTP/1.1 one per task, over
+/// HTTP/2 a few shared ones (task i uses connection i mod N), rebuilt when the
+/// leader changes.
+struct Connections {
+    plan: Plan,
+    shared: Mutex<Option<(Endpoint, Vec<Arc<Client>>)>>,
+}
+
+impl Connections {
+    fn new(plan: &Plan) -> Connections {
+        Connections {
+            plan: plan.clone(),
+            shared: Mutex::new(None),
+        }
+    }
+
+    /// The client task `index` sends through, trying `leader` first.
+    fn client(&self, index: u32, leader: &Endpoint) -> Arc<Client> {
+        let Some(count) = self.plan.http2_connections else {
+            return Arc::new(leader_first_client(&self.plan, leader));
+        };
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if shared
+            .as_ref()
+            .is_none_or(|(for_leader, _)| for_leader != leader)
+        {
+            let clients = (0..count)
+                .map(|_| Arc::new(leader_first_client(&self.plan, leader)))
+                .collect();
+            *shared = Some((leader.clone(), clients));
+        }
+        let (_, clients) = shared.as_ref().expect("just filled");
+        Arc::clone(&clients[index as usize % clients.len()])
+    }
 }
 
 /// Writes every key of the key space once, with the plan's value size and as many
@@ -384,14 +443,15 @@ fn leader_first_client(plan: &Plan, leader: &Endpoint) -> Client {
 /// keys. Nothing here is measured. A failed put is retried a few times (it is
 /// idempotent), then the preload fails.
 pub async fn preload(plan: &Plan) -> anyhow::Result<Preloaded> {
-    let discovery = Client::new(plan.endpoints.clone())?;
+    let discovery = discovery_client(plan)?;
     let leader = find_leader(plan, &discovery).await?;
     let value = plan.value();
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let connections = Connections::new(plan);
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..plan.clients {
-        let client = leader_first_client(plan, &leader);
+    for index in 0..plan.clients {
+        let client = connections.client(index, &leader);
         let (next, value, key_space) = (next.clone(), value.clone(), plan.key_space);
         tasks.spawn(async move {
             loop {
@@ -423,7 +483,7 @@ pub async fn preload(plan: &Plan) -> anyhow::Result<Preloaded> {
 /// Runs the benchmark, calling `progress` once a second. Only this is measured:
 /// [`preload`], when wanted, comes before.
 pub async fn run(plan: &Plan, mut progress: impl FnMut(&Progress)) -> anyhow::Result<Report> {
-    let discovery = Arc::new(Client::new(plan.endpoints.clone())?);
+    let discovery = Arc::new(discovery_client(plan)?);
     let leader = find_leader(plan, &discovery).await?;
     let (leader_tx, leader_rx) = watch::channel(leader);
 
@@ -439,10 +499,12 @@ pub async fn run(plan: &Plan, mut progress: impl FnMut(&Progress)) -> anyhow::Re
     let deadline = start + plan.duration;
 
     let monitor = tokio::spawn(follow_leader(discovery, leader_tx, shared.clone()));
+    let connections = Arc::new(Connections::new(plan));
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..plan.clients {
         let task = ClientTask {
             index,
+            connections: Arc::clone(&connections),
             plan: plan.clone(),
             value: value.clone(),
             leader: leader_rx.clone(),
@@ -529,6 +591,7 @@ async fn follow_leader(client: Arc<Client>, leader: watch::Sender<Endpoint>, sha
 /// One client: one keep-alive connection to the leader, one request at a time.
 struct ClientTask {
     index: u32,
+    connections: Arc<Connections>,
     plan: Plan,
     value: Bytes,
     leader: watch::Receiver<Endpoint>,
@@ -538,9 +601,9 @@ struct ClientTask {
 }
 
 impl ClientTask {
-    fn connect(&mut self) -> Client {
+    fn connect(&mut self) -> Arc<Client> {
         let leader = self.leader.borrow_and_update().clone();
-        leader_first_client(&self.plan, &leader)
+        self.connections.client(self.index, &leader)
     }
 
     async fn run(mut self) {
@@ -705,6 +768,7 @@ mod tests {
             workload: workload.parse().unwrap(),
             rate,
             preload: false,
+            http2_connections: None,
         };
         let mut lines = 0;
         let report = run(&plan, |progress| {
@@ -732,6 +796,42 @@ mod tests {
             .collect();
         keys.sort_unstable();
         keys
+    }
+
+    #[tokio::test]
+    async fn http2_clients_share_connections_and_count_like_http1() {
+        let server = MockServer::start().await;
+        let plan = Plan {
+            endpoints: vec![server.endpoint()],
+            clients: 8,
+            duration: Duration::from_millis(500),
+            value_size: 32,
+            key_space: 100,
+            workload: "mixed:0.5".parse().unwrap(),
+            rate: None,
+            preload: true,
+            http2_connections: Some(2),
+        };
+        let preloaded = preload(&plan).await.unwrap();
+        assert_eq!(preloaded.keys, 100);
+        let before = server.requests();
+        let report = run(&plan, |_| {}).await.unwrap();
+        assert_eq!(report.errors, 0);
+        assert!(report.ops > 0);
+        // Every request went over HTTP/2, and the report counts what the server saw
+        // (plus the leader lookups).
+        assert_eq!(server.http2_requests(), server.requests());
+        assert!(server.requests() - before >= report.ops);
+        let connections = Connections::new(&plan);
+        let leader = server.endpoint();
+        assert!(Arc::ptr_eq(
+            &connections.client(0, &leader),
+            &connections.client(2, &leader)
+        ));
+        assert!(!Arc::ptr_eq(
+            &connections.client(0, &leader),
+            &connections.client(1, &leader)
+        ));
     }
 
     #[tokio::test]
@@ -803,6 +903,7 @@ mod tests {
             workload: Workload::Put,
             rate: None,
             preload: true,
+            http2_connections: None,
         };
         let report = run(&plan, |_| {}).await.unwrap();
         assert!(report.ops > 0);
@@ -833,6 +934,7 @@ mod tests {
             workload: workload.parse().unwrap(),
             rate: None,
             preload,
+            http2_connections: None,
         };
         for (workload, needed) in [
             ("get", true),
@@ -874,6 +976,7 @@ mod tests {
             workload: Workload::Get,
             rate: None,
             preload: true,
+            http2_connections: None,
         };
         let preloaded = preload(&plan).await.unwrap();
         assert_eq!((preloaded.keys, preloaded.clients), (50, 4));
@@ -917,6 +1020,7 @@ mod tests {
             workload: Workload::Get,
             rate: None,
             preload: true,
+            http2_connections: None,
         };
         server.set_fault(raft_server::client::mock::Fault::ShuttingDown);
         assert!(preload(&plan).await.is_err(), "the leader cannot be found");

@@ -51,6 +51,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         workload: args.workload,
         rate: args.rate,
         preload: !args.no_preload,
+        http2_connections: args.http2.then_some(args.connections),
     };
     let result = async {
         // Gets should find keys: write the key space first, outside the measurement.

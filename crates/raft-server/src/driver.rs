@@ -11,10 +11,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -685,7 +685,9 @@ impl Loop {
                 // A newer snapshot received from the leader may have superseded it.
                 self.failed_snapshot_index = job.index;
                 tracing::warn!(index = job.index, error = %e, "taking a snapshot failed");
-                Err(ServiceError::Internal(format!("taking a snapshot failed: {e}")))
+                Err(ServiceError::Internal(format!(
+                    "taking a snapshot failed: {e}"
+                )))
             }
         };
         for reply in job.waiting {

@@ -413,7 +413,10 @@ mod tests {
                 // (counted as raft-core counts) unless it is a single entry.
                 assert!(!cached.is_empty() && all.starts_with(&cached));
                 let bytes: u64 = cached.iter().map(Entry::size_bytes).sum();
-                assert!(cached.len() == 1 || bytes <= max_bytes, "{bytes} > {max_bytes}");
+                assert!(
+                    cached.len() == 1 || bytes <= max_bytes,
+                    "{bytes} > {max_bytes}"
+                );
                 if max_bytes == u64::MAX {
                     assert_eq!(cached, all);
                 }

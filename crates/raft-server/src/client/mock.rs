@@ -99,6 +99,7 @@ impl MockServer {
             max_value_bytes: options.max_value_bytes,
             fault: Mutex::new(options.fault),
             requests: AtomicU64::new(0),
+            http2_requests: AtomicU64::new(0),
             store: Mutex::new(Store {
                 revision: 1,
                 term: 1,
@@ -159,6 +160,11 @@ impl MockServer {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// How many of them came over HTTP/2.
+    pub fn http2_requests(&self) -> u64 {
+        self.state.http2_requests.load(Ordering::Relaxed)
+    }
+
     /// The stored value of `key`, if any.
     pub fn value(&self, key: &str) -> Option<Bytes> {
         lock(&self.state.store)
@@ -180,6 +186,7 @@ struct Shared {
     max_value_bytes: usize,
     fault: Mutex<Fault>,
     requests: AtomicU64,
+    http2_requests: AtomicU64,
     store: Mutex<Store>,
 }
 
@@ -222,6 +229,9 @@ fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 async fn inject_fault(State(state): AppState, request: Request, next: Next) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    if request.version() == axum::http::Version::HTTP_2 {
+        state.http2_requests.fetch_add(1, Ordering::Relaxed);
+    }
     let fault = lock(&state.fault).clone();
     let api = request.uri().path().starts_with("/v1/");
     let write = request.method() != Method::GET;

@@ -1,10 +1,12 @@
 //! An HTTP client for the API, shared by `raftctl` and `raft-bench`.
 //!
-//! Built on hyper-util's pooled HTTP/1.1 client rather than reqwest: axum already
+//! Built on hyper-util's pooled HTTP client rather than reqwest: axum already
 //! brings hyper into the build, so the client costs almost no extra compile time,
 //! and the pool gives `raft-bench` exactly one keep-alive connection per client
-//! task with no redirect, cookie or decompression layers on the hot path. Plain
-//! HTTP only; TLS on the client port is not supported yet.
+//! task with no redirect, cookie or decompression layers on the hot path. HTTP/1.1
+//! by default; with [`ClientConfig::http2`] all requests to an endpoint share one
+//! HTTP/2 connection (the server accepts both on the same port). Plain HTTP only;
+//! TLS on the client port is not supported yet.
 //!
 //! What it must keep true: a write that may have been applied is never sent
 //! twice. Failover to the next endpoint happens only when nothing can have been
@@ -194,6 +196,9 @@ pub struct ClientConfig {
     pub round_backoff: Duration,
     /// Idle keep-alive connections kept per endpoint.
     pub max_idle_per_endpoint: usize,
+    /// Speak HTTP/2 (cleartext, prior knowledge) instead of HTTP/1.1: every request
+    /// to an endpoint shares one connection, as concurrent streams.
+    pub http2: bool,
 }
 
 impl Default for ClientConfig {
@@ -205,6 +210,7 @@ impl Default for ClientConfig {
             rounds: 2,
             round_backoff: Duration::from_millis(100),
             max_idle_per_endpoint: 8,
+            http2: false,
         }
     }
 }
@@ -270,6 +276,7 @@ impl Client {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_max_idle_per_host(config.max_idle_per_endpoint)
             .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(config.http2)
             .build(connector);
         Ok(Self {
             endpoints,
