@@ -156,6 +156,44 @@ pub(crate) struct Driver {
     pub(crate) snapshot_sink: Arc<raft_transport::FileSnapshotSinkFactory>,
 }
 
+/// First pause before a failed snapshot transfer to a peer is tried again.
+const SNAPSHOT_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest pause between snapshot transfer attempts to a peer.
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// When each peer whose snapshot transfer failed may be sent one again: the pause
+/// doubles with every failure in a row (from [`SNAPSHOT_RETRY_MIN`] up to
+/// [`SNAPSHOT_RETRY_MAX`]) and is forgotten after a success, so a follower that
+/// cannot take a snapshot (down, out of disk) does not get one restarted every
+/// heartbeat.
+#[derive(Debug, Default)]
+struct SnapshotBackoff {
+    peers: HashMap<NodeId, (Instant, Duration)>,
+}
+
+impl SnapshotBackoff {
+    /// Whether a transfer to `peer` may start at `now`.
+    fn may_send(&self, peer: NodeId, now: Instant) -> bool {
+        self.peers.get(&peer).is_none_or(|(at, _)| now >= *at)
+    }
+
+    /// A transfer to `peer` failed at `now`.
+    fn failed(&mut self, peer: NodeId, now: Instant) {
+        let pause = self
+            .peers
+            .get(&peer)
+            .map_or(SNAPSHOT_RETRY_MIN, |(_, last)| {
+                (*last * 2).min(SNAPSHOT_RETRY_MAX)
+            });
+        self.peers.insert(peer, (now + pause, pause));
+    }
+
+    /// A transfer to `peer` succeeded.
+    fn succeeded(&mut self, peer: NodeId) {
+        self.peers.remove(&peer);
+    }
+}
+
 /// How sending a snapshot to a peer ended.
 struct SnapshotSent {
     peer: NodeId,
@@ -183,6 +221,8 @@ struct Loop {
     last_snapshot_index: u64,
     /// Peers a snapshot is being streamed to.
     sending_snapshots: std::collections::HashSet<NodeId>,
+    /// When a peer whose snapshot transfer failed may get one again.
+    snapshot_backoff: SnapshotBackoff,
     snapshot_sent_tx: mpsc::UnboundedSender<SnapshotSent>,
     /// A snapshot received and durable, waiting for raft-core to ask to install it.
     pending_restore: Option<(LogIndex, KvStore)>,
@@ -234,6 +274,7 @@ impl Driver {
             snapshot_sink,
             last_snapshot_index,
             sending_snapshots: std::collections::HashSet::new(),
+            snapshot_backoff: SnapshotBackoff::default(),
             snapshot_sent_tx,
             pending_restore: None,
             snapshot_job: None,
@@ -260,9 +301,13 @@ impl Driver {
                 Some(written) = snapshot_done_rx.recv() => state.on_snapshot_written(written),
                 Some(sent) = snapshot_sent_rx.recv() => {
                     state.sending_snapshots.remove(&sent.peer);
-                    if let Err(e) = sent.result {
-                        tracing::warn!(peer = %sent.peer, error = %e, "sending a snapshot failed");
-                        state.node.report_snapshot_failed(sent.peer);
+                    match sent.result {
+                        Ok(()) => state.snapshot_backoff.succeeded(sent.peer),
+                        Err(e) => {
+                            tracing::warn!(peer = %sent.peer, error = %e, "sending a snapshot failed");
+                            state.snapshot_backoff.failed(sent.peer, Instant::now());
+                            state.node.report_snapshot_failed(sent.peer);
+                        }
                     }
                 }
                 Some(request) = requests.recv() => {
@@ -323,9 +368,15 @@ impl Loop {
         if let MessageBody::InstallSnapshot(snapshot) = message.body {
             // The snapshot's data travels on the transport's snapshot stream; the
             // follower steps the message in once the data is durable there.
-            if !self.sending_snapshots.insert(message.to) {
+            if self.sending_snapshots.contains(&message.to) {
                 return; // One transfer per peer at a time.
             }
+            if !self.snapshot_backoff.may_send(message.to, Instant::now()) {
+                // Not yet: the node probes the peer again and asks anew later.
+                self.node.report_snapshot_failed(message.to);
+                return;
+            }
+            self.sending_snapshots.insert(message.to);
             let (transport, wal, dir, done) = (
                 self.transport.clone(),
                 Arc::clone(&self.wal),
@@ -825,4 +876,38 @@ pub(crate) fn is_leader(status: &Status) -> bool {
 /// Builds the member context of an "add learner" change.
 pub(crate) fn member_context(member: &MemberAddress) -> Bytes {
     kv::encode_member_context(std::slice::from_ref(member))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_retries_back_off_and_reset_after_a_success() {
+        let (peer, other) = (NodeId(2), NodeId(3));
+        let start = Instant::now();
+        let mut backoff = SnapshotBackoff::default();
+        assert!(backoff.may_send(peer, start));
+        let mut now = start;
+        let mut pauses = Vec::new();
+        for _ in 0..8 {
+            backoff.failed(peer, now);
+            let mut pause = Duration::ZERO;
+            while !backoff.may_send(peer, now + pause) {
+                pause += Duration::from_millis(250);
+            }
+            pauses.push(pause);
+            now += pause;
+        }
+        assert_eq!(pauses[0], SNAPSHOT_RETRY_MIN);
+        assert_eq!(pauses[1], SNAPSHOT_RETRY_MIN * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*pauses.last().unwrap(), SNAPSHOT_RETRY_MAX);
+        assert!(backoff.may_send(other, start), "peers back off separately");
+        backoff.succeeded(peer);
+        assert!(backoff.may_send(peer, now));
+        backoff.failed(peer, now);
+        assert!(!backoff.may_send(peer, now + SNAPSHOT_RETRY_MIN / 2));
+        assert!(backoff.may_send(peer, now + SNAPSHOT_RETRY_MIN));
+    }
 }
