@@ -156,6 +156,9 @@ pub(crate) struct Driver {
     pub(crate) snapshot_sink: Arc<raft_transport::FileSnapshotSinkFactory>,
 }
 
+/// Most peer messages stepped into the node between two readies.
+const MAX_BATCHED_MESSAGES: usize = 256;
+
 /// First pause before a failed snapshot transfer to a peer is tried again.
 const SNAPSHOT_RETRY_MIN: Duration = Duration::from_secs(1);
 /// Longest pause between snapshot transfer attempts to a peer.
@@ -297,7 +300,15 @@ impl Driver {
                         break Err(e);
                     }
                 }
-                Some(event) = incoming.recv() => state.on_incoming(event),
+                Some(event) = incoming.recv() => {
+                    state.on_incoming(event);
+                    // Batch: step every message already waiting (up to a bound, so
+                    // the other inputs get their turn) before the next ready.
+                    for _ in 0..MAX_BATCHED_MESSAGES {
+                        let Ok(event) = incoming.try_recv() else { break };
+                        state.on_incoming(event);
+                    }
+                }
                 Some(written) = snapshot_done_rx.recv() => state.on_snapshot_written(written),
                 Some(sent) = snapshot_sent_rx.recv() => {
                     state.sending_snapshots.remove(&sent.peer);
