@@ -326,6 +326,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         "raftd started"
     );
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    // Replies are small and latency-bound: no Nagle delay on client connections.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     let http_task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
