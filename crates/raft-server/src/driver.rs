@@ -842,7 +842,6 @@ impl Loop {
             }
             self.last_leader = status.leader;
         }
-        metrics.record_status(&status, self.node.membership());
         *self.shared.status.lock().expect("status lock") = status;
     }
 

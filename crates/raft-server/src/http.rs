@@ -34,7 +34,7 @@ struct AppState {
 }
 
 /// The router of the whole API. `before_metrics` runs before each `/metrics` scrape
-/// (it refreshes transport statistics).
+/// (it turns the published node status and the transport statistics into gauges).
 pub fn router(service: Service, before_metrics: std::sync::Arc<dyn Fn() + Send + Sync>) -> Router {
     let body_limit = service.max_value_bytes() as usize;
     let forwarder = Client::builder(TokioExecutor::new()).build_http();

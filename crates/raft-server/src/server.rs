@@ -305,6 +305,15 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let metrics_shared = Arc::clone(&shared);
     let metrics_wal = Arc::clone(&wal);
     let refresh = Arc::new(move || {
+        // The node's state is turned into gauges at scrape time, not on every loop
+        // of the driver: the driver only publishes the status.
+        let status = metrics_shared.status.lock().expect("status lock").clone();
+        let membership = metrics_shared
+            .membership
+            .lock()
+            .expect("membership lock")
+            .clone();
+        metrics_shared.metrics.record_status(&status, &membership);
         metrics_shared
             .metrics
             .record_transport(&metrics_transport.stats());
