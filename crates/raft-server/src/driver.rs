@@ -727,7 +727,8 @@ impl Loop {
         });
         let response = match outcome {
             Ok(meta) => {
-                self.last_snapshot_index = meta.index;
+                // A snapshot received from the leader meanwhile may be newer.
+                self.last_snapshot_index = self.last_snapshot_index.max(meta.index);
                 self.shared
                     .metrics
                     .snapshot_save_duration
