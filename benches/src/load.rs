@@ -876,8 +876,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn writes_go_to_the_leader_found_through_status() {
+    /// A mock leader (member 2) and a mock follower that names it as its leader.
+    async fn leader_and_follower() -> (MockServer, MockServer) {
         let leader = MockServer::start_with(raft_server::client::mock::MockOptions {
             id: 2,
             ..Default::default()
@@ -894,6 +894,12 @@ mod tests {
                 .into(),
             voter: true,
         });
+        (leader, follower)
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_the_leader_found_through_status() {
+        let (leader, follower) = leader_and_follower().await;
         let plan = Plan {
             endpoints: vec![follower.endpoint()],
             clients: 2,
@@ -951,22 +957,7 @@ mod tests {
     #[tokio::test]
     async fn preload_writes_every_key_once_and_is_not_measured() {
         // Data requests go to the leader only; discovery goes to the follower.
-        let leader = MockServer::start_with(raft_server::client::mock::MockOptions {
-            id: 2,
-            ..Default::default()
-        })
-        .await;
-        let follower = MockServer::start().await;
-        follower.follow(raft_server::api::Member {
-            id: 2,
-            peer_addr: "127.0.0.1:1".into(),
-            client_addr: leader
-                .endpoint()
-                .as_str()
-                .trim_start_matches("http://")
-                .into(),
-            voter: true,
-        });
+        let (leader, follower) = leader_and_follower().await;
         let plan = Plan {
             endpoints: vec![follower.endpoint()],
             clients: 4,
