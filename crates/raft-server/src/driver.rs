@@ -96,9 +96,11 @@ pub(crate) struct Shared {
 
 /// One handed-out write: the completion to wait for (none for a batch with nothing
 /// to write), the messages to release once durable, the acknowledgement for the
-/// node, the number of entries and when it was submitted (for metrics).
+/// node, and for metrics whether anything went to the WAL, the number of entries
+/// and when it was submitted.
 struct PendingWrite {
     completion: Option<Completion<Appended>>,
+    wrote: bool,
     messages: Vec<Message>,
     ack: PersistAck,
     entries: usize,
@@ -362,9 +364,11 @@ impl Loop {
                 }
             }
             let write = self.writes.pop_front().expect("not empty");
-            self.shared
-                .metrics
-                .observe_fsync(write.submitted.elapsed(), write.entries);
+            if write.wrote {
+                self.shared
+                    .metrics
+                    .observe_fsync(write.submitted.elapsed(), write.entries);
+            }
             for message in write.messages {
                 self.send(message);
             }
@@ -524,6 +528,7 @@ impl Loop {
                     Some(wal.submit(unit))
                 };
                 self.writes.push_back(PendingWrite {
+                    wrote: completion.is_some(),
                     completion,
                     messages: persist.messages,
                     ack: persist.ack,
