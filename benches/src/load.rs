@@ -760,15 +760,11 @@ mod tests {
     ) -> (serde_json::Value, MockServer) {
         let server = MockServer::start().await;
         let plan = Plan {
-            endpoints: vec![server.endpoint()],
-            clients: 4,
             duration: Duration::from_secs(1),
             value_size: 32,
-            key_space: 100,
-            workload: workload.parse().unwrap(),
             rate,
             preload: false,
-            http2_connections: None,
+            ..test_plan(server.endpoint(), 4, 100, workload)
         };
         let mut lines = 0;
         let report = run(&plan, |progress| {
@@ -802,15 +798,9 @@ mod tests {
     async fn http2_clients_share_connections_and_count_like_http1() {
         let server = MockServer::start().await;
         let plan = Plan {
-            endpoints: vec![server.endpoint()],
-            clients: 8,
-            duration: Duration::from_millis(500),
             value_size: 32,
-            key_space: 100,
-            workload: "mixed:0.5".parse().unwrap(),
-            rate: None,
-            preload: true,
             http2_connections: Some(2),
+            ..test_plan(server.endpoint(), 8, 100, "mixed:0.5")
         };
         let preloaded = preload(&plan).await.unwrap();
         assert_eq!(preloaded.keys, 100);
@@ -876,6 +866,22 @@ mod tests {
         );
     }
 
+    /// A short closed-loop plan over HTTP/1.1 with 8-byte values and preload on;
+    /// tests override what they exercise.
+    fn test_plan(endpoint: Endpoint, clients: u32, key_space: u64, workload: &str) -> Plan {
+        Plan {
+            endpoints: vec![endpoint],
+            clients,
+            duration: Duration::from_millis(500),
+            value_size: 8,
+            key_space,
+            workload: workload.parse().unwrap(),
+            rate: None,
+            preload: true,
+            http2_connections: None,
+        }
+    }
+
     /// A mock leader (member 2) and a mock follower that names it as its leader.
     async fn leader_and_follower() -> (MockServer, MockServer) {
         let leader = MockServer::start_with(raft_server::client::mock::MockOptions {
@@ -900,17 +906,7 @@ mod tests {
     #[tokio::test]
     async fn writes_go_to_the_leader_found_through_status() {
         let (leader, follower) = leader_and_follower().await;
-        let plan = Plan {
-            endpoints: vec![follower.endpoint()],
-            clients: 2,
-            duration: Duration::from_millis(500),
-            value_size: 8,
-            key_space: 10,
-            workload: Workload::Put,
-            rate: None,
-            preload: true,
-            http2_connections: None,
-        };
+        let plan = test_plan(follower.endpoint(), 2, 10, "put");
         let report = run(&plan, |_| {}).await.unwrap();
         assert!(report.ops > 0);
         assert_eq!(
@@ -932,15 +928,8 @@ mod tests {
     #[test]
     fn only_workloads_with_gets_are_preloaded() {
         let plan = |workload: &str, preload: bool| Plan {
-            endpoints: vec!["127.0.0.1:1".parse().unwrap()],
-            clients: 1,
-            duration: Duration::from_secs(1),
-            value_size: 1,
-            key_space: 1,
-            workload: workload.parse().unwrap(),
-            rate: None,
             preload,
-            http2_connections: None,
+            ..test_plan("127.0.0.1:1".parse().unwrap(), 1, 1, workload)
         };
         for (workload, needed) in [
             ("get", true),
@@ -958,17 +947,7 @@ mod tests {
     async fn preload_writes_every_key_once_and_is_not_measured() {
         // Data requests go to the leader only; discovery goes to the follower.
         let (leader, follower) = leader_and_follower().await;
-        let plan = Plan {
-            endpoints: vec![follower.endpoint()],
-            clients: 4,
-            duration: Duration::from_millis(500),
-            value_size: 8,
-            key_space: 50,
-            workload: Workload::Get,
-            rate: None,
-            preload: true,
-            http2_connections: None,
-        };
+        let plan = test_plan(follower.endpoint(), 4, 50, "get");
         let preloaded = preload(&plan).await.unwrap();
         assert_eq!((preloaded.keys, preloaded.clients), (50, 4));
         assert!(
@@ -1003,15 +982,8 @@ mod tests {
         // A cluster whose leader cannot be found is an error before any load.
         let server = MockServer::start().await;
         let plan = Plan {
-            endpoints: vec![server.endpoint()],
-            clients: 2,
             duration: Duration::from_millis(300),
-            value_size: 8,
-            key_space: 10,
-            workload: Workload::Get,
-            rate: None,
-            preload: true,
-            http2_connections: None,
+            ..test_plan(server.endpoint(), 2, 10, "get")
         };
         server.set_fault(raft_server::client::mock::Fault::ShuttingDown);
         assert!(preload(&plan).await.is_err(), "the leader cannot be found");
