@@ -5,9 +5,9 @@
 //! durability leave only after the WAL acknowledged the write; a client hears
 //! "committed" only after its entry is applied; WAL writes are acknowledged to the
 //! node in the order they were handed out. The WAL's writer thread wakes this task
-//! directly when a write is durable (no thread in between), and snapshots are
-//! written on a blocking thread from a copy of the state machine, so neither a disk
-//! wait nor a snapshot stalls the loop.
+//! directly when a write is durable (no thread in between). Nothing here waits on a
+//! disk: snapshots (taking, sending, staging received ones) belong to the
+//! [`SnapshotManager`], whose slow work runs elsewhere and reports back as events.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::kv::{self, ApplyResult, KvStore, MemberAddress};
 use crate::metrics::Metrics;
+use crate::snapshot_manager::{NodeAction, SnapshotManager, SnapshotSettings};
 use crate::storage::{WalStore, to_wal_entry};
 
 /// Why a request could not be served. The HTTP layer maps these to status codes.
@@ -99,6 +100,8 @@ pub(crate) struct Shared {
 /// node, and for metrics whether anything went to the WAL, the number of entries
 /// and when it was submitted.
 struct PendingWrite {
+    /// A snapshot install handed to the WAL just before the write, if any.
+    install: Option<Completion<Appended>>,
     completion: Option<Completion<Appended>>,
     wrote: bool,
     messages: Vec<Message>,
@@ -118,25 +121,17 @@ impl Future for OldestWrite<'_> {
         let Some(oldest) = self.0.front_mut() else {
             return Poll::Pending;
         };
-        match &mut oldest.completion {
-            None => Poll::Ready(Ok(())),
-            Some(completion) => match Pin::new(completion).poll(cx) {
-                Poll::Ready(Ok(_)) => {
-                    oldest.completion = None;
-                    Poll::Ready(Ok(()))
+        for slot in [&mut oldest.install, &mut oldest.completion] {
+            if let Some(completion) = slot {
+                match Pin::new(completion).poll(cx) {
+                    Poll::Ready(Ok(_)) => *slot = None,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.to_string())),
+                    Poll::Pending => return Poll::Pending,
                 }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e.to_string())),
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
+        Poll::Ready(Ok(()))
     }
-}
-
-/// A snapshot being written on a blocking thread, and the requests waiting for it.
-struct SnapshotJob {
-    index: u64,
-    waiting: Vec<oneshot::Sender<Result<crate::api::SnapshotResponse, ServiceError>>>,
-    started: Instant,
 }
 
 /// The driver's inputs and outputs, for `run`.
@@ -161,50 +156,6 @@ pub(crate) struct Driver {
 /// Most peer messages stepped into the node between two readies.
 const MAX_BATCHED_MESSAGES: usize = 256;
 
-/// First pause before a failed snapshot transfer to a peer is tried again.
-const SNAPSHOT_RETRY_MIN: Duration = Duration::from_secs(1);
-/// Longest pause between snapshot transfer attempts to a peer.
-const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// When each peer whose snapshot transfer failed may be sent one again: the pause
-/// doubles with every failure in a row (from [`SNAPSHOT_RETRY_MIN`] up to
-/// [`SNAPSHOT_RETRY_MAX`]) and is forgotten after a success, so a follower that
-/// cannot take a snapshot (down, out of disk) does not get one restarted every
-/// heartbeat.
-#[derive(Debug, Default)]
-struct SnapshotBackoff {
-    peers: HashMap<NodeId, (Instant, Duration)>,
-}
-
-impl SnapshotBackoff {
-    /// Whether a transfer to `peer` may start at `now`.
-    fn may_send(&self, peer: NodeId, now: Instant) -> bool {
-        self.peers.get(&peer).is_none_or(|(at, _)| now >= *at)
-    }
-
-    /// A transfer to `peer` failed at `now`.
-    fn failed(&mut self, peer: NodeId, now: Instant) {
-        let pause = self
-            .peers
-            .get(&peer)
-            .map_or(SNAPSHOT_RETRY_MIN, |(_, last)| {
-                (*last * 2).min(SNAPSHOT_RETRY_MAX)
-            });
-        self.peers.insert(peer, (now + pause, pause));
-    }
-
-    /// A transfer to `peer` succeeded.
-    fn succeeded(&mut self, peer: NodeId) {
-        self.peers.remove(&peer);
-    }
-}
-
-/// How sending a snapshot to a peer ended.
-struct SnapshotSent {
-    peer: NodeId,
-    result: Result<(), String>,
-}
-
 struct Loop {
     node: Node<WalStore>,
     transport: Transport,
@@ -219,24 +170,8 @@ struct Loop {
     last_leader: Option<NodeId>,
     own_id: NodeId,
     own_peer_addr: SocketAddr,
-    wal: Arc<Wal>,
-    snapshot_every_entries: u64,
-    snapshot_dir: std::path::PathBuf,
-    snapshot_sink: Arc<raft_transport::FileSnapshotSinkFactory>,
-    last_snapshot_index: u64,
-    /// Peers a snapshot is being streamed to.
-    sending_snapshots: std::collections::HashSet<NodeId>,
-    /// When a peer whose snapshot transfer failed may get one again.
-    snapshot_backoff: SnapshotBackoff,
-    snapshot_sent_tx: mpsc::UnboundedSender<SnapshotSent>,
-    /// A snapshot received and durable, waiting for raft-core to ask to install it.
-    pending_restore: Option<(LogIndex, KvStore)>,
-    /// The snapshot being written, if any.
-    snapshot_job: Option<SnapshotJob>,
-    /// The applied index of the last snapshot that failed to be written; the next
-    /// automatic attempt waits for another `snapshot_every_entries` after it.
-    failed_snapshot_index: u64,
-    snapshot_done_tx: mpsc::UnboundedSender<Result<raft_wal::SnapshotMeta, String>>,
+    /// Taking, sending and staging snapshots.
+    snapshots: SnapshotManager,
 }
 
 impl Driver {
@@ -256,9 +191,16 @@ impl Driver {
             snapshot_dir,
             snapshot_sink,
         } = self;
-        let (snapshot_sent_tx, mut snapshot_sent_rx) = mpsc::unbounded_channel::<SnapshotSent>();
-        let last_snapshot_index = wal.latest_snapshot().map_or(0, |s| s.index);
-        let (snapshot_done_tx, mut snapshot_done_rx) = mpsc::unbounded_channel();
+        let (snapshots, mut snapshot_events) = SnapshotManager::new(
+            Arc::clone(&wal),
+            transport.clone(),
+            shared.metrics.snapshot_save_duration.clone(),
+            SnapshotSettings {
+                every_entries: snapshot_every_entries,
+                outgoing_dir: snapshot_dir,
+                sink: snapshot_sink,
+            },
+        );
         let own_id = node.id();
         let mut state = Loop {
             node,
@@ -273,18 +215,7 @@ impl Driver {
             last_leader: None,
             own_id,
             own_peer_addr,
-            wal: Arc::clone(&wal),
-            snapshot_every_entries,
-            snapshot_dir,
-            snapshot_sink,
-            last_snapshot_index,
-            sending_snapshots: std::collections::HashSet::new(),
-            snapshot_backoff: SnapshotBackoff::default(),
-            snapshot_sent_tx,
-            pending_restore: None,
-            snapshot_job: None,
-            failed_snapshot_index: 0,
-            snapshot_done_tx,
+            snapshots,
         };
         state.sync_transport_members();
         let mut ticker = tokio::time::interval(tick_interval);
@@ -311,17 +242,9 @@ impl Driver {
                         state.on_incoming(event);
                     }
                 }
-                Some(written) = snapshot_done_rx.recv() => state.on_snapshot_written(written),
-                Some(sent) = snapshot_sent_rx.recv() => {
-                    state.sending_snapshots.remove(&sent.peer);
-                    match sent.result {
-                        Ok(()) => state.snapshot_backoff.succeeded(sent.peer),
-                        Err(e) => {
-                            tracing::warn!(peer = %sent.peer, error = %e, "sending a snapshot failed");
-                            state.snapshot_backoff.failed(sent.peer, Instant::now());
-                            state.node.report_snapshot_failed(sent.peer);
-                        }
-                    }
+                Some(event) = snapshot_events.recv() => {
+                    let action = state.snapshots.on_event(event, state.own_id);
+                    state.on_snapshot_action(action);
                 }
                 Some(request) = requests.recv() => {
                     state.on_request(request);
@@ -355,12 +278,14 @@ impl Loop {
     /// The oldest handed-out write is durable: release its messages and tell the
     /// node, then do the same for every later write that is durable already.
     fn on_durable(&mut self) -> Result<(), String> {
-        while let Some(oldest) = self.writes.front_mut() {
-            if let Some(completion) = &oldest.completion {
-                match completion.try_take() {
-                    None => break,
-                    Some(Err(e)) => return Err(format!("WAL write failed: {e}")),
-                    Some(Ok(_)) => oldest.completion = None,
+        'writes: while let Some(oldest) = self.writes.front_mut() {
+            for slot in [&mut oldest.install, &mut oldest.completion] {
+                if let Some(completion) = slot {
+                    match completion.try_take() {
+                        None => break 'writes,
+                        Some(Err(e)) => return Err(format!("WAL write failed: {e}")),
+                        Some(Ok(_)) => *slot = None,
+                    }
                 }
             }
             let write = self.writes.pop_front().expect("not empty");
@@ -380,33 +305,28 @@ impl Loop {
     }
 
     fn send(&mut self, message: Message) {
-        if let MessageBody::InstallSnapshot(snapshot) = message.body {
+        if matches!(message.body, MessageBody::InstallSnapshot(_)) {
             // The snapshot's data travels on the transport's snapshot stream; the
-            // follower steps the message in once the data is durable there.
-            if self.sending_snapshots.contains(&message.to) {
-                return; // One transfer per peer at a time.
-            }
-            if !self.snapshot_backoff.may_send(message.to, Instant::now()) {
-                // Not yet: the node probes the peer again and asks anew later.
-                self.node.report_snapshot_failed(message.to);
-                return;
-            }
-            self.sending_snapshots.insert(message.to);
-            let (transport, wal, dir, done) = (
-                self.transport.clone(),
-                Arc::clone(&self.wal),
-                self.snapshot_dir.clone(),
-                self.snapshot_sent_tx.clone(),
-            );
-            let (to, term) = (message.to, message.term);
-            tokio::spawn(async move {
-                let result = crate::snapshots::send(transport, wal, dir, to, term, snapshot).await;
-                let _ = done.send(SnapshotSent { peer: to, result });
-            });
+            // follower steps the message in once the data is staged there.
+            let action = self.snapshots.send(message);
+            self.on_snapshot_action(action);
             return;
         }
         if let Err(e) = self.transport.send(message) {
             tracing::debug!(error = %e, "message not sent");
+        }
+    }
+
+    /// Tells the node what the snapshot manager's work came to.
+    fn on_snapshot_action(&mut self, action: NodeAction) {
+        match action {
+            NodeAction::None => {}
+            NodeAction::SnapshotFailed(peer) => self.node.report_snapshot_failed(peer),
+            NodeAction::Step(message) => {
+                if let Err(e) = self.node.step(message) {
+                    tracing::warn!(error = %e, "snapshot refused");
+                }
+            }
         }
     }
 
@@ -423,7 +343,10 @@ impl Loop {
                 }
             }
             Incoming::Unreachable(peer) => self.node.report_unreachable(peer),
-            Incoming::Snapshot(received) => self.on_snapshot_received(received),
+            Incoming::Snapshot(received) => {
+                let commit_index = self.node.status().commit_index;
+                self.snapshots.received(received, commit_index);
+            }
             _ => {}
         }
     }
@@ -463,7 +386,11 @@ impl Loop {
                     let _ = reply.send(Err(map_core_error(e)));
                 }
             },
-            Request::Snapshot { reply } => self.start_snapshot(Some(reply)),
+            Request::Snapshot { reply } => {
+                let membership = self.current_membership();
+                self.snapshots
+                    .take(Some(reply), &self.shared.kv, &membership);
+            }
             Request::Transfer { to, reply } => {
                 let target = to.or_else(|| self.best_transfer_target());
                 let result = match target {
@@ -503,9 +430,10 @@ impl Loop {
                 self.send(message);
             }
             if let Some(persist) = ready.persist {
-                if let Some(snapshot) = &persist.snapshot {
-                    self.install_snapshot(snapshot)?;
-                }
+                let install = match &persist.snapshot {
+                    Some(snapshot) => self.install_snapshot(snapshot)?,
+                    None => None,
+                };
                 let entries = persist.entries.len();
                 self.node.log_store().remember(&persist.entries);
                 let completion = if persist.hard_state.is_none() && persist.entries.is_empty() {
@@ -528,6 +456,7 @@ impl Loop {
                     Some(wal.submit(unit))
                 };
                 self.writes.push_back(PendingWrite {
+                    install,
                     wrote: completion.is_some(),
                     completion,
                     messages: persist.messages,
@@ -575,6 +504,8 @@ impl Loop {
                 }
             }
         }
+        // A staged snapshot the node did not ask to install is not kept.
+        self.snapshots.settle();
         self.publish_status();
         Ok(())
     }
@@ -649,181 +580,31 @@ impl Loop {
         if membership_changed {
             self.sync_transport_members();
         }
-        if self.snapshot_every_entries > 0
-            && last.0
-                >= self.last_snapshot_index.max(self.failed_snapshot_index)
-                    + self.snapshot_every_entries
-        {
-            self.start_snapshot(None);
-        }
+        let membership = self.current_membership();
+        self.snapshots.applied(last.0, &self.shared.kv, &membership);
     }
 
-    /// Starts snapshotting the state machine at the applied index: a copy of it is
-    /// written on a blocking thread, and the log is compacted once the snapshot is
-    /// durable ([`Loop::on_snapshot_written`]). `reply`, if any, hears the outcome; a
-    /// request made while a snapshot is being written waits for that one.
-    fn start_snapshot(
+    /// raft-core asks to install a snapshot: the WAL makes it the log's base (the
+    /// returned completion, if any, fires once that is durable) and the state
+    /// machine becomes the snapshot's.
+    fn install_snapshot(
         &mut self,
-        reply: Option<oneshot::Sender<Result<crate::api::SnapshotResponse, ServiceError>>>,
-    ) {
-        if let Some(job) = &mut self.snapshot_job {
-            job.waiting.extend(reply);
-            return;
-        }
-        let kv = self.shared.kv.read().expect("kv lock").clone();
-        let index = kv.applied_index();
-        if index == 0 {
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(ServiceError::Invalid("nothing applied yet".into())));
-            }
-            return;
-        }
-        if index == self.last_snapshot_index
-            && let Some(existing) = self.wal.latest_snapshot()
-        {
-            if let Some(reply) = reply {
-                let _ = reply.send(Ok(crate::api::SnapshotResponse {
-                    index: existing.index,
-                    term: existing.term,
-                    bytes: existing.data_len_bytes,
-                }));
-            }
-            return;
-        }
-        let term = match self.wal.term(index) {
-            Ok(term) => raft_core::Term(term),
-            Err(e) => {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(ServiceError::Internal(e.to_string())));
-                }
-                return;
-            }
-        };
-        let membership = self
-            .shared
+        snapshot: &raft_core::SnapshotMeta,
+    ) -> Result<Option<Completion<Appended>>, String> {
+        let installing = self.snapshots.install(snapshot)?;
+        self.node.log_store().forget();
+        *self.shared.kv.write().expect("kv lock") = installing.kv;
+        *self.shared.membership.lock().expect("membership lock") = installing.membership;
+        self.sync_transport_members();
+        Ok(installing.completion)
+    }
+
+    fn current_membership(&self) -> Membership {
+        self.shared
             .membership
             .lock()
             .expect("membership lock")
-            .clone();
-        let (wal, done) = (Arc::clone(&self.wal), self.snapshot_done_tx.clone());
-        tokio::task::spawn_blocking(move || {
-            let _ = done.send(crate::snapshots::write(&wal, &kv, term, &membership));
-        });
-        self.snapshot_job = Some(SnapshotJob {
-            index,
-            waiting: reply.into_iter().collect(),
-            started: Instant::now(),
-        });
-    }
-
-    /// A snapshot finished writing: compact the log behind it and answer whoever
-    /// waits for it.
-    fn on_snapshot_written(&mut self, written: Result<raft_wal::SnapshotMeta, String>) {
-        let Some(job) = self.snapshot_job.take() else {
-            return;
-        };
-        let outcome = written.and_then(|meta| {
-            crate::snapshots::compact(
-                &self.wal,
-                meta.index,
-                crate::snapshots::keep_entries(self.snapshot_every_entries),
-            )?;
-            Ok(meta)
-        });
-        let response = match outcome {
-            Ok(meta) => {
-                // A snapshot received from the leader meanwhile may be newer.
-                self.last_snapshot_index = self.last_snapshot_index.max(meta.index);
-                self.shared
-                    .metrics
-                    .snapshot_save_duration
-                    .observe(job.started.elapsed().as_secs_f64());
-                tracing::info!(
-                    index = meta.index,
-                    bytes = meta.data_len_bytes,
-                    "snapshot taken"
-                );
-                Ok(crate::api::SnapshotResponse {
-                    index: meta.index,
-                    term: meta.term,
-                    bytes: meta.data_len_bytes,
-                })
-            }
-            Err(e) => {
-                // A newer snapshot received from the leader may have superseded it.
-                self.failed_snapshot_index = job.index;
-                tracing::warn!(index = job.index, error = %e, "taking a snapshot failed");
-                Err(ServiceError::Internal(format!(
-                    "taking a snapshot failed: {e}"
-                )))
-            }
-        };
-        for reply in job.waiting {
-            let _ = reply.send(response.clone());
-        }
-    }
-
-    /// A snapshot's data arrived: make it durable, then step its message into the node.
-    fn on_snapshot_received(&mut self, received: raft_transport::ReceivedSnapshot) {
-        let path = self.snapshot_sink.path_for(&received.header);
-        let (leader_term, snapshot) = match crate::snapshots::parse_header(&received.header) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::warn!(from = %received.from, error = %e, "refusing a snapshot");
-                return;
-            }
-        };
-        if snapshot.index.0 <= self.node.status().commit_index.0 {
-            let _ = std::fs::remove_file(&path);
-            return; // Already has everything it covers.
-        }
-        match crate::snapshots::receive(&self.wal, &path, &snapshot) {
-            Ok(kv) => {
-                self.pending_restore = Some((snapshot.index, kv));
-                let message = Message {
-                    from: received.from,
-                    to: self.own_id,
-                    term: leader_term,
-                    body: MessageBody::InstallSnapshot(snapshot),
-                };
-                if let Err(e) = self.node.step(message) {
-                    tracing::warn!(error = %e, "snapshot refused");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(from = %received.from, error = %e, "could not store a received snapshot")
-            }
-        }
-    }
-
-    /// raft-core asks to install a snapshot: the WAL drops the log it replaces and the
-    /// state machine becomes the snapshot's.
-    fn install_snapshot(&mut self, snapshot: &raft_core::SnapshotMeta) -> Result<(), String> {
-        let Some((index, kv)) = self
-            .pending_restore
-            .take()
-            .filter(|(index, _)| *index == snapshot.index)
-        else {
-            return Err(format!(
-                "asked to install snapshot {} that was not received",
-                snapshot.index
-            ));
-        };
-        let meta = self
-            .wal
-            .latest_snapshot()
-            .filter(|m| m.index == index.0)
-            .ok_or_else(|| format!("snapshot {index} is not durable"))?;
-        self.wal
-            .install_snapshot(&meta)
-            .map_err(|e| format!("installing snapshot {index}: {e}"))?;
-        self.node.log_store().forget();
-        *self.shared.kv.write().expect("kv lock") = kv;
-        *self.shared.membership.lock().expect("membership lock") = snapshot.membership.clone();
-        self.last_snapshot_index = index.0;
-        self.sync_transport_members();
-        tracing::info!(index = index.0, "snapshot installed");
-        Ok(())
+            .clone()
     }
 
     /// Tells the transport every other member's peer address, from the state machine.
@@ -892,38 +673,4 @@ pub(crate) fn is_leader(status: &Status) -> bool {
 /// Builds the member context of an "add learner" change.
 pub(crate) fn member_context(member: &MemberAddress) -> Bytes {
     kv::encode_member_context(std::slice::from_ref(member))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_retries_back_off_and_reset_after_a_success() {
-        let (peer, other) = (NodeId(2), NodeId(3));
-        let start = Instant::now();
-        let mut backoff = SnapshotBackoff::default();
-        assert!(backoff.may_send(peer, start));
-        let mut now = start;
-        let mut pauses = Vec::new();
-        for _ in 0..8 {
-            backoff.failed(peer, now);
-            let mut pause = Duration::ZERO;
-            while !backoff.may_send(peer, now + pause) {
-                pause += Duration::from_millis(250);
-            }
-            pauses.push(pause);
-            now += pause;
-        }
-        assert_eq!(pauses[0], SNAPSHOT_RETRY_MIN);
-        assert_eq!(pauses[1], SNAPSHOT_RETRY_MIN * 2);
-        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
-        assert_eq!(*pauses.last().unwrap(), SNAPSHOT_RETRY_MAX);
-        assert!(backoff.may_send(other, start), "peers back off separately");
-        backoff.succeeded(peer);
-        assert!(backoff.may_send(peer, now));
-        backoff.failed(peer, now);
-        assert!(!backoff.may_send(peer, now + SNAPSHOT_RETRY_MIN / 2));
-        assert!(backoff.may_send(peer, now + SNAPSHOT_RETRY_MIN));
-    }
 }

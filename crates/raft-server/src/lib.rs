@@ -13,5 +13,6 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod server;
 pub mod service;
+mod snapshot_manager;
 mod snapshots;
 pub mod storage;

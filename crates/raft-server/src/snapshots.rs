@@ -56,6 +56,7 @@ pub(crate) fn write(
 /// Removes the log behind a durable snapshot at `index`, keeping its last
 /// `keep_entries` entries for followers slightly behind.
 pub(crate) fn compact(wal: &Wal, index: u64, keep_entries: u64) -> Result<(), String> {
+    fail::fail_point!("snapshot-compact");
     let first_index = index.saturating_sub(keep_entries).max(1);
     if first_index > wal.first_index() {
         wal.compact(first_index).map_err(|e| e.to_string())?;

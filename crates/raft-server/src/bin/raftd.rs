@@ -57,6 +57,9 @@ struct CertsArgs {
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2 (help and version exit 0).
     let cli = Cli::parse();
+    // Test builds only: FAILPOINTS=name=action;... injects faults.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let code = match cli.command {
         Command::Run(args) => run(*args),
         Command::Certs(args) => certs(&args),

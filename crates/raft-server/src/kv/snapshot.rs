@@ -22,7 +22,6 @@
 //! Nothing may follow the trailer. The metadata is opaque here: the server stores
 //! raft's snapshot metadata (last included index and term, configuration) in it.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use bytes::Bytes;
@@ -148,7 +147,7 @@ impl KvStore {
             members.insert(address, role);
         }
 
-        let mut kvs = BTreeMap::new();
+        let mut kvs = imbl::OrdMap::new();
         let mut last_key: Option<Bytes> = None;
         // The count is only a loop bound: each entry must arrive before it is kept.
         for _ in 0..read_u64(&mut r, "key count")? {

@@ -4,7 +4,7 @@
 //! indexes applied strictly grow, so revisions only grow; for every value,
 //! `1 <= create_revision <= mod_revision <= applied_index` and `version >= 1`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
@@ -77,7 +77,9 @@ pub enum OpResult {
 /// and the applied index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvStore {
-    pub(super) kvs: BTreeMap<Bytes, Value>,
+    /// A persistent map: a clone shares its structure and costs O(1), so the
+    /// driver can hand a snapshot writer a copy of the state without pausing.
+    pub(super) kvs: imbl::OrdMap<Bytes, Value>,
     pub(super) members: MemberTable,
     pub(super) applied_index: u64,
 }
@@ -87,7 +89,7 @@ impl KvStore {
     /// members, all voters (a repeated id keeps its last addresses).
     pub fn new(initial_members: impl IntoIterator<Item = MemberAddress>) -> KvStore {
         KvStore {
-            kvs: BTreeMap::new(),
+            kvs: imbl::OrdMap::new(),
             members: MemberTable::bootstrap(initial_members),
             applied_index: 0,
         }
@@ -194,7 +196,7 @@ impl KvStore {
     pub fn range(&self, prefix: &[u8], limit: Option<usize>) -> Vec<(Bytes, &Value)> {
         let matching = self
             .kvs
-            .range::<[u8], _>((
+            .range::<_, [u8]>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))

@@ -25,6 +25,8 @@ pub(crate) struct TestCluster {
     /// Holds the certificates, configs and data directories until dropped.
     dir: tempfile::TempDir,
     pub(crate) members: Vec<Member>,
+    /// Environment variables every member is started with.
+    env: Vec<(String, String)>,
 }
 
 fn free_tcp_port() -> SocketAddr {
@@ -90,7 +92,11 @@ impl TestCluster {
             );
             std::fs::write(&m.config, text).expect("write config");
         }
-        TestCluster { dir, members }
+        TestCluster {
+            dir,
+            members,
+            env: Vec::new(),
+        }
     }
 
     /// The cluster's temporary directory (certificates in `certs/`, one `nodeI/` per
@@ -123,6 +129,12 @@ impl TestCluster {
     }
 
     /// Starts member index `i` (0-based) as a child process.
+    /// Starts every member from now on with `key=value` in its environment.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub(crate) fn start(&mut self, i: usize) {
         let member = &mut self.members[i];
         assert!(
@@ -136,6 +148,7 @@ impl TestCluster {
             .open(member.config.with_file_name("raftd.log"))
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_raftd"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--config"])
             .arg(&member.config)
             .stdout(Stdio::null())

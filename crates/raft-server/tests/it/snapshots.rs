@@ -96,3 +96,46 @@ async fn a_new_member_catches_up_by_snapshot_after_compaction() {
         .expect("present");
     assert_eq!(got.value, "v0".as_bytes());
 }
+
+/// Compacting the log behind a snapshot can be slow (the failpoint makes it take 3 s,
+/// several election timeouts). It runs beside the leader's loop, so heartbeats keep
+/// flowing, no follower starts an election and clients are served meanwhile.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failpoint_a_slow_snapshot_does_not_stall_the_leader() {
+    let mut cluster = TestCluster::new(3);
+    cluster.set_env("FAILPOINTS", "snapshot-compact=sleep(3000)");
+    cluster.start_all();
+    let leader = cluster.wait_leader().await;
+    let client = cluster.client(leader);
+    for i in 0..20 {
+        client.put(format!("k{i}"), "v").await.expect("put");
+    }
+    let before = client.status().await.expect("status");
+    let snapshot = tokio::spawn({
+        let client = cluster.client(leader);
+        async move { client.snapshot().await }
+    });
+    let started = Instant::now();
+    let mut writes = 0;
+    while !snapshot.is_finished() {
+        assert!(started.elapsed() < PATIENCE, "the snapshot never finished");
+        if client.put(format!("during{writes}"), "v").await.is_ok() {
+            writes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    snapshot.await.expect("join").expect("snapshot");
+    assert!(
+        writes > 0,
+        "no write was served while the snapshot was taken"
+    );
+    for i in 0..3 {
+        let status = cluster.client(i).status().await.expect("status");
+        assert_eq!(
+            (status.term, status.leader_id),
+            (before.term, before.leader_id),
+            "member {i} saw an election while the leader took a snapshot"
+        );
+    }
+}

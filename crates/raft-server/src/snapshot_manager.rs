@@ -1,0 +1,470 @@
+//! The snapshot machinery beside the driver: taking snapshots of the state machine,
+//! streaming the newest one to followers that need it, and preparing the ones that
+//! arrive from a leader. The driver owns a [`SnapshotManager`] and calls it from its
+//! loop; every call returns at once. The slow parts (writing and reading snapshot
+//! files, fsyncs, compaction) run on blocking threads and report back as
+//! [`SnapshotEvent`]s on the channel the driver selects on, so a snapshot never
+//! freezes ticks, heartbeats or client requests.
+//!
+//! Keeps true: a snapshot is durable before the log it covers is compacted; a
+//! received snapshot is only staged (durable, but not the WAL's latest, deleting
+//! nothing) until raft-core asks to install it, and a staged snapshot raft-core did
+//! not ask for is discarded; one transfer per peer at a time, with a growing pause
+//! after failures.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use raft_core::{LogIndex, Membership, Message, MessageBody, NodeId, SnapshotMeta, Term};
+use raft_transport::{FileSnapshotSinkFactory, ReceivedSnapshot, Transport};
+use raft_wal::{Appended, Completion, Wal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::SnapshotResponse;
+use crate::driver::ServiceError;
+use crate::kv::KvStore;
+use crate::snapshots;
+
+/// Where a request for a snapshot hears how it ended.
+pub(crate) type SnapshotReply = oneshot::Sender<Result<SnapshotResponse, ServiceError>>;
+
+/// First pause before a failed snapshot transfer to a peer is tried again.
+const SNAPSHOT_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest pause between snapshot transfer attempts to a peer.
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Something the manager's background work finished; hand it to
+/// [`SnapshotManager::on_event`].
+pub(crate) enum SnapshotEvent {
+    /// A snapshot was written (and the log compacted behind it), or failed.
+    Taken(Result<raft_wal::SnapshotMeta, String>),
+    /// Streaming a snapshot to `peer` ended.
+    Sent {
+        peer: NodeId,
+        result: Result<(), String>,
+    },
+    /// A snapshot from a leader was read and staged (or refused).
+    Staged {
+        from: NodeId,
+        leader_term: Term,
+        snapshot: SnapshotMeta,
+        result: Result<KvStore, String>,
+    },
+}
+
+/// What the driver must tell the node after an event.
+pub(crate) enum NodeAction {
+    /// Nothing.
+    None,
+    /// The transfer to this peer failed: the node probes it again and asks anew.
+    SnapshotFailed(NodeId),
+    /// A staged snapshot is ready: step this `InstallSnapshot` message into the node.
+    Step(Message),
+}
+
+/// A snapshot being installed: the state machine it restores, the membership it
+/// carries, and the WAL operation that makes it the log's base.
+pub(crate) struct Installing {
+    pub(crate) kv: KvStore,
+    pub(crate) membership: Membership,
+    /// `None` when the install is already durable.
+    pub(crate) completion: Option<Completion<Appended>>,
+}
+
+/// A snapshot being written on a blocking thread, and the requests waiting for it.
+struct SnapshotJob {
+    index: u64,
+    waiting: Vec<SnapshotReply>,
+    started: Instant,
+}
+
+/// A staged snapshot waiting for raft-core to ask for it.
+struct PendingRestore {
+    index: LogIndex,
+    kv: KvStore,
+    /// Whether its message was stepped into the node: after the node's next ready,
+    /// a restore it did not ask for is discarded.
+    stepped: bool,
+}
+
+/// The driver's snapshot state. See the module documentation.
+pub(crate) struct SnapshotManager {
+    wal: Arc<Wal>,
+    transport: Transport,
+    /// Observes how long taking a snapshot took.
+    save_duration: prometheus::Histogram,
+    /// Take a snapshot every this many applied entries (0: only on request).
+    every_entries: u64,
+    /// Where snapshots are copied for sending.
+    outgoing_dir: std::path::PathBuf,
+    /// Where the transport puts snapshots that arrive.
+    sink: Arc<FileSnapshotSinkFactory>,
+    /// The index of the newest durable snapshot.
+    last_index: u64,
+    /// The applied index of the last snapshot that failed to be written; the next
+    /// automatic attempt waits for another `every_entries` after it.
+    failed_index: u64,
+    job: Option<SnapshotJob>,
+    /// Peers a snapshot is being streamed to.
+    sending: HashSet<NodeId>,
+    backoff: SnapshotBackoff,
+    restore: Option<PendingRestore>,
+    events: mpsc::UnboundedSender<SnapshotEvent>,
+}
+
+/// How a [`SnapshotManager`] is set up.
+pub(crate) struct SnapshotSettings {
+    pub(crate) every_entries: u64,
+    pub(crate) outgoing_dir: std::path::PathBuf,
+    pub(crate) sink: Arc<FileSnapshotSinkFactory>,
+}
+
+impl SnapshotManager {
+    /// A manager and the channel its events arrive on.
+    pub(crate) fn new(
+        wal: Arc<Wal>,
+        transport: Transport,
+        save_duration: prometheus::Histogram,
+        settings: SnapshotSettings,
+    ) -> (SnapshotManager, mpsc::UnboundedReceiver<SnapshotEvent>) {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let last_index = wal.latest_snapshot().map_or(0, |s| s.index);
+        let manager = SnapshotManager {
+            wal,
+            transport,
+            save_duration,
+            every_entries: settings.every_entries,
+            outgoing_dir: settings.outgoing_dir,
+            sink: settings.sink,
+            last_index,
+            failed_index: 0,
+            job: None,
+            sending: HashSet::new(),
+            backoff: SnapshotBackoff::default(),
+            restore: None,
+            events,
+        };
+        (manager, events_rx)
+    }
+
+    /// Entries through `applied` are applied: take a snapshot if enough have been
+    /// applied since the last one.
+    pub(crate) fn applied(&mut self, applied: u64, kv: &RwLock<KvStore>, membership: &Membership) {
+        if self.every_entries > 0
+            && applied >= self.last_index.max(self.failed_index) + self.every_entries
+        {
+            self.take(None, kv, membership);
+        }
+    }
+
+    /// Starts a snapshot of the state machine at its applied index: a copy of it
+    /// (cheap: the store shares its structure) is written on a blocking thread and
+    /// the log is compacted behind it once it is durable. `reply`, if any, hears the
+    /// outcome; a request made while a snapshot is being written waits for that one.
+    pub(crate) fn take(
+        &mut self,
+        reply: Option<SnapshotReply>,
+        kv: &RwLock<KvStore>,
+        membership: &Membership,
+    ) {
+        if let Some(job) = &mut self.job {
+            job.waiting.extend(reply);
+            return;
+        }
+        let kv = kv.read().expect("kv lock").clone();
+        let index = kv.applied_index();
+        if index == 0 {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(ServiceError::Invalid("nothing applied yet".into())));
+            }
+            return;
+        }
+        if index == self.last_index
+            && let Some(existing) = self.wal.latest_snapshot()
+        {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(SnapshotResponse {
+                    index: existing.index,
+                    term: existing.term,
+                    bytes: existing.data_len_bytes,
+                }));
+            }
+            return;
+        }
+        let term = match self.wal.term(index) {
+            Ok(term) => Term(term),
+            Err(e) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(ServiceError::Internal(e.to_string())));
+                }
+                return;
+            }
+        };
+        let (wal, events, membership) = (
+            Arc::clone(&self.wal),
+            self.events.clone(),
+            membership.clone(),
+        );
+        let keep = snapshots::keep_entries(self.every_entries);
+        tokio::task::spawn_blocking(move || {
+            let result = snapshots::write(&wal, &kv, term, &membership).and_then(|meta| {
+                snapshots::compact(&wal, meta.index, keep)?;
+                Ok(meta)
+            });
+            let _ = events.send(SnapshotEvent::Taken(result));
+        });
+        self.job = Some(SnapshotJob {
+            index,
+            waiting: reply.into_iter().collect(),
+            started: Instant::now(),
+        });
+    }
+
+    /// The node asks to send `message` (an `InstallSnapshot`) to a follower: stream
+    /// the newest snapshot to it in the background. Returns what to tell the node.
+    pub(crate) fn send(&mut self, message: Message) -> NodeAction {
+        let MessageBody::InstallSnapshot(snapshot) = message.body else {
+            return NodeAction::None;
+        };
+        if self.sending.contains(&message.to) {
+            return NodeAction::None; // One transfer per peer at a time.
+        }
+        if !self.backoff.may_send(message.to, Instant::now()) {
+            // Not yet: the node probes the peer again and asks anew later.
+            return NodeAction::SnapshotFailed(message.to);
+        }
+        self.sending.insert(message.to);
+        let (transport, wal, dir, events) = (
+            self.transport.clone(),
+            Arc::clone(&self.wal),
+            self.outgoing_dir.clone(),
+            self.events.clone(),
+        );
+        let (to, term) = (message.to, message.term);
+        tokio::spawn(async move {
+            let result = snapshots::send(transport, wal, dir, to, term, snapshot).await;
+            let _ = events.send(SnapshotEvent::Sent { peer: to, result });
+        });
+        NodeAction::None
+    }
+
+    /// A snapshot's data arrived from a leader: read and stage it in the
+    /// background, unless this member's commit index already covers it.
+    pub(crate) fn received(&mut self, received: ReceivedSnapshot, commit_index: LogIndex) {
+        let path = self.sink.path_for(&received.header);
+        let (leader_term, snapshot) = match snapshots::parse_header(&received.header) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(from = %received.from, error = %e, "refusing a snapshot");
+                let _ = std::fs::remove_file(&path);
+                return;
+            }
+        };
+        if snapshot.index <= commit_index {
+            let _ = std::fs::remove_file(&path);
+            return; // Already has everything it covers.
+        }
+        let (wal, events, from) = (Arc::clone(&self.wal), self.events.clone(), received.from);
+        tokio::task::spawn_blocking(move || {
+            let result = snapshots::receive(&wal, &path, &snapshot);
+            let _ = events.send(SnapshotEvent::Staged {
+                from,
+                leader_term,
+                snapshot,
+                result,
+            });
+        });
+    }
+
+    /// Background work finished: update the manager and say what the node must hear.
+    pub(crate) fn on_event(&mut self, event: SnapshotEvent, own_id: NodeId) -> NodeAction {
+        match event {
+            SnapshotEvent::Taken(written) => {
+                self.taken(written);
+                NodeAction::None
+            }
+            SnapshotEvent::Sent { peer, result } => {
+                self.sending.remove(&peer);
+                match result {
+                    Ok(()) => {
+                        self.backoff.succeeded(peer);
+                        NodeAction::None
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "sending a snapshot failed");
+                        self.backoff.failed(peer, Instant::now());
+                        NodeAction::SnapshotFailed(peer)
+                    }
+                }
+            }
+            SnapshotEvent::Staged {
+                from,
+                leader_term,
+                snapshot,
+                result,
+            } => match result {
+                Ok(kv) => {
+                    self.restore = Some(PendingRestore {
+                        index: snapshot.index,
+                        kv,
+                        stepped: true,
+                    });
+                    NodeAction::Step(Message {
+                        from,
+                        to: own_id,
+                        term: leader_term,
+                        body: MessageBody::InstallSnapshot(snapshot),
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(%from, error = %e, "could not store a received snapshot");
+                    NodeAction::None
+                }
+            },
+        }
+    }
+
+    /// The node's readies since the last event are handled: a staged snapshot whose
+    /// message the node did not turn into an install (it was stale, or this member
+    /// moved to a newer term) is discarded.
+    pub(crate) fn settle(&mut self) {
+        if self.restore.as_ref().is_some_and(|r| r.stepped) {
+            let restore = self.restore.take().expect("checked");
+            tracing::info!(index = %restore.index, "received snapshot not installed; discarded");
+        }
+    }
+
+    /// raft-core asks to install `snapshot`: the WAL makes it the log's base (the
+    /// returned completion fires once that is durable, and WAL writes handed out
+    /// after it are ordered after it), and the caller replaces the state machine.
+    pub(crate) fn install(&mut self, snapshot: &SnapshotMeta) -> Result<Installing, String> {
+        let Some(restore) = self
+            .restore
+            .take()
+            .filter(|restore| restore.index == snapshot.index)
+        else {
+            return Err(format!(
+                "asked to install snapshot {} that was not received",
+                snapshot.index
+            ));
+        };
+        let index = restore.index;
+        let meta = self
+            .wal
+            .latest_snapshot()
+            .filter(|m| m.index == index.0)
+            .ok_or_else(|| format!("snapshot {index} is not durable"))?;
+        self.wal
+            .install_snapshot(&meta)
+            .map_err(|e| format!("installing snapshot {index}: {e}"))?;
+        self.last_index = index.0;
+        tracing::info!(index = index.0, "snapshot installed");
+        Ok(Installing {
+            kv: restore.kv,
+            membership: snapshot.membership.clone(),
+            completion: None,
+        })
+    }
+
+    fn taken(&mut self, written: Result<raft_wal::SnapshotMeta, String>) {
+        let Some(job) = self.job.take() else {
+            return;
+        };
+        let response = match written {
+            Ok(meta) => {
+                // A snapshot received from the leader meanwhile may be newer.
+                self.last_index = self.last_index.max(meta.index);
+                self.save_duration
+                    .observe(job.started.elapsed().as_secs_f64());
+                tracing::info!(
+                    index = meta.index,
+                    bytes = meta.data_len_bytes,
+                    "snapshot taken"
+                );
+                Ok(SnapshotResponse {
+                    index: meta.index,
+                    term: meta.term,
+                    bytes: meta.data_len_bytes,
+                })
+            }
+            Err(e) => {
+                self.failed_index = job.index;
+                tracing::warn!(index = job.index, error = %e, "taking a snapshot failed");
+                Err(ServiceError::Internal(format!(
+                    "taking a snapshot failed: {e}"
+                )))
+            }
+        };
+        for reply in job.waiting {
+            let _ = reply.send(response.clone());
+        }
+    }
+}
+
+/// When each peer whose snapshot transfer failed may be sent one again: the pause
+/// doubles with every failure in a row (from [`SNAPSHOT_RETRY_MIN`] up to
+/// [`SNAPSHOT_RETRY_MAX`]) and is forgotten after a success, so a follower that
+/// cannot take a snapshot (down, out of disk) does not get one restarted every
+/// heartbeat.
+#[derive(Debug, Default)]
+struct SnapshotBackoff {
+    peers: HashMap<NodeId, (Instant, Duration)>,
+}
+
+impl SnapshotBackoff {
+    /// Whether a transfer to `peer` may start at `now`.
+    fn may_send(&self, peer: NodeId, now: Instant) -> bool {
+        self.peers.get(&peer).is_none_or(|(at, _)| now >= *at)
+    }
+
+    /// A transfer to `peer` failed at `now`.
+    fn failed(&mut self, peer: NodeId, now: Instant) {
+        let pause = self
+            .peers
+            .get(&peer)
+            .map_or(SNAPSHOT_RETRY_MIN, |(_, last)| {
+                (*last * 2).min(SNAPSHOT_RETRY_MAX)
+            });
+        self.peers.insert(peer, (now + pause, pause));
+    }
+
+    /// A transfer to `peer` succeeded.
+    fn succeeded(&mut self, peer: NodeId) {
+        self.peers.remove(&peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_retries_back_off_and_reset_after_a_success() {
+        let (peer, other) = (NodeId(2), NodeId(3));
+        let start = Instant::now();
+        let mut backoff = SnapshotBackoff::default();
+        assert!(backoff.may_send(peer, start));
+        let mut now = start;
+        let mut pauses = Vec::new();
+        for _ in 0..8 {
+            backoff.failed(peer, now);
+            let mut pause = Duration::ZERO;
+            while !backoff.may_send(peer, now + pause) {
+                pause += Duration::from_millis(250);
+            }
+            pauses.push(pause);
+            now += pause;
+        }
+        assert_eq!(pauses[0], SNAPSHOT_RETRY_MIN);
+        assert_eq!(pauses[1], SNAPSHOT_RETRY_MIN * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*pauses.last().unwrap(), SNAPSHOT_RETRY_MAX);
+        assert!(backoff.may_send(other, start), "peers back off separately");
+        backoff.succeeded(peer);
+        assert!(backoff.may_send(peer, now));
+        backoff.failed(peer, now);
+        assert!(!backoff.may_send(peer, now + SNAPSHOT_RETRY_MIN / 2));
+        assert!(backoff.may_send(peer, now + SNAPSHOT_RETRY_MIN));
+    }
+}
