@@ -199,23 +199,36 @@ impl Wal {
 
     /// Removes entries before `first_index`, which a durable snapshot must cover
     /// (`first_index - 1 <= snapshot index`). The new first index is recorded
-    /// durably first; whole segments before it are deleted afterwards.
+    /// durably first; whole segments before it are deleted afterwards. Blocks until
+    /// done: [`Wal::submit_compact`] is the same without waiting.
     pub fn compact(&self, first_index: u64) -> Result<()> {
-        self.enqueue(Operation::Compact { first_index })
-            .wait()
-            .map(|_| ())
+        self.submit_compact(first_index).wait().map(|_| ())
     }
 
-    /// Makes the log agree with a durable snapshot received from a leader (§7): if
-    /// the log holds the snapshot's last entry (same index and term), entries after
-    /// it are kept; otherwise the whole log is discarded. Either way the log then
-    /// starts after the snapshot and the commit index is at least its index.
+    /// Queues a compaction to `first_index` (see [`Wal::compact`]) and returns at
+    /// once; the completion reports the log's end once the compaction record is
+    /// durable. Never waits for a disk, so a node loop may call it.
+    pub fn submit_compact(&self, first_index: u64) -> Completion<Appended> {
+        self.enqueue(Operation::Compact { first_index })
+    }
+
+    /// Makes the log agree with a durable snapshot that is already the latest one
+    /// (§7): if the log holds the snapshot's last entry (same index and term),
+    /// entries after it are kept; otherwise the whole log is discarded. Either way
+    /// the log then starts after the snapshot and the commit index is at least its
+    /// index. Blocks until done: [`Wal::submit_install_snapshot`] is the same
+    /// without waiting.
     pub fn install_snapshot(&self, meta: &SnapshotMeta) -> Result<Appended> {
+        self.submit_install_snapshot(meta).wait()
+    }
+
+    /// Queues [`Wal::install_snapshot`] and returns at once; the completion reports
+    /// the log's end once the install is durable. Never waits for a disk.
+    pub fn submit_install_snapshot(&self, meta: &SnapshotMeta) -> Completion<Appended> {
         self.enqueue(Operation::InstallSnapshot {
             index: meta.index,
             term: meta.term,
         })
-        .wait()
     }
 
     fn enqueue(&self, operation: Operation) -> Completion<Appended> {

@@ -6,6 +6,7 @@ mod common;
 mod corruption;
 mod crash_points;
 mod model;
+mod nonblocking;
 mod poison;
 mod process_crash;
 mod snapshots;
