@@ -37,6 +37,7 @@ mod acknowledger;
 mod completion;
 mod error;
 mod format;
+mod hard_state_file;
 mod index;
 mod preparer;
 mod recovery;

@@ -13,6 +13,7 @@ use crate::acknowledger;
 use crate::completion::{self, Completion};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordKind};
+use crate::hard_state_file::HardStateFile;
 use crate::index::Location;
 use crate::preparer;
 use crate::recovery;
@@ -115,8 +116,15 @@ impl Wal {
             storage.sync_dir(parent).map_err(io_error(parent))?;
         }
 
+        let mut hard_state_file = HardStateFile::open(storage.as_ref(), &data_dir)?;
         let snapshot = snapshot::recover_snapshots(storage.as_ref(), &snap_dir)?;
-        let recovered = recovery::recover(storage.as_ref(), &wal_dir, size, snapshot.as_ref())?;
+        let recovered = recovery::recover(
+            storage.as_ref(),
+            &wal_dir,
+            size,
+            snapshot.as_ref(),
+            &mut hard_state_file,
+        )?;
         let shared = Arc::new(Shared::new(
             storage,
             wal_dir,
@@ -148,6 +156,7 @@ impl Wal {
             recovered.active,
             recovered.next_segment_id,
             prepared,
+            hard_state_file,
         );
         let acknowledger = {
             let shared = Arc::clone(&shared);

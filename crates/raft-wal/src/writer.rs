@@ -16,6 +16,7 @@ use crate::format::{
     self, COMMIT_FRAME_LEN, CommitMarker, HARD_STATE_PAYLOAD_LEN, MAX_INDEX, RecordKind,
     SEGMENT_HEADER_LEN, SegmentHeader,
 };
+use crate::hard_state_file::HardStateFile;
 use crate::index::{Change, Location};
 use crate::preparer::delete_segments;
 use crate::recovery::ActiveSegment;
@@ -65,6 +66,9 @@ pub(crate) struct Writer {
     compacted_to: Option<u64>,
     /// A segment prepared before open (used first in inline preparation mode).
     prepared: Option<Arc<SegmentFile>>,
+    /// Term and vote kept apart from the log, synced with every group that changes
+    /// them, so that losing the log's last group never loses a vote.
+    hard_state_file: HardStateFile,
 }
 
 impl Writer {
@@ -73,6 +77,7 @@ impl Writer {
         active: ActiveSegment,
         next_segment_id: u64,
         prepared: Option<Arc<SegmentFile>>,
+        hard_state_file: HardStateFile,
     ) -> Writer {
         Writer {
             shared,
@@ -85,6 +90,7 @@ impl Writer {
             waiters: Vec::new(),
             compacted_to: None,
             prepared,
+            hard_state_file,
         }
     }
 
@@ -532,6 +538,22 @@ impl Writer {
             .write_all_at(&self.buffer, self.group_start)
             .map_err(io_error)?;
         file.file.sync_data().map_err(io_error)?;
+        // §5.2: a vote must outlive the log group that recorded it. Written after the
+        // group's sync (so the file is never ahead of a log that is intact) and
+        // before anything is published or acknowledged.
+        let state = tentative.hard_state;
+        let catching_up_after = self.hard_state_file.current().catching_up_after;
+        if self
+            .hard_state_file
+            .differs(state.term, state.vote, catching_up_after)
+        {
+            self.hard_state_file
+                .write(state.term, state.vote, catching_up_after)?;
+            self.shared
+                .counters
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.active.write_offset = self.group_start + self.buffer.len() as u64;
         self.active.activated = true;
         let entries = self

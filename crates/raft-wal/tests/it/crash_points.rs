@@ -105,6 +105,16 @@ fn check_recovery(
         Err(error) => panic!("{context}: recovery failed: {error}"),
     };
     let observed = observe(&wal);
+    // §5.2: never forget an acknowledged term or vote (checked on its own, so that a
+    // failure names the vote even where the full comparison below would also fail).
+    let acknowledged = states[acked].hard_state;
+    let recovered = observed.hard_state;
+    assert!(
+        recovered.term > acknowledged.term
+            || (recovered.term == acknowledged.term
+                && (acknowledged.vote == 0 || recovered.vote == acknowledged.vote)),
+        "{context}: recovered {recovered:?} forgets acknowledged {acknowledged:?}"
+    );
     let candidates: Vec<Observed> = states[acked..states.len().min(acked + 2)]
         .iter()
         .map(ModelLog::observed)

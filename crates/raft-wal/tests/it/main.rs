@@ -5,6 +5,7 @@ mod basic;
 mod common;
 mod corruption;
 mod crash_points;
+mod hard_state;
 mod model;
 mod nonblocking;
 mod poison;
