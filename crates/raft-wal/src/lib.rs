@@ -100,6 +100,19 @@ pub struct Appended {
     pub last_term: u64,
 }
 
+/// What recovery found that the Raft layer must act on. Kept durably (in the
+/// hard-state file) until the server clears it, so a second restart, which no
+/// longer sees the damage, still reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// `Some(n)`: a damaged tail was cut that may have held acknowledged records, so
+    /// entries (and commit-index updates) this member acknowledged after index `n`
+    /// may be missing. Until a leader has caught the log up past what it may have
+    /// acknowledged, the member must not grant votes (§5.4.1: its log may look less
+    /// up to date than what it promised). Clear it with [`Wal::clear_catching_up`].
+    pub catching_up_after: Option<u64>,
+}
+
 /// Where the next segment file is prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SegmentPreparation {

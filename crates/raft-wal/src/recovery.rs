@@ -91,7 +91,7 @@ pub(crate) fn recover(
         }
         let file = prepare_segment(storage, wal_dir, 1, segment_size_bytes)?;
         let mut log = LogIndex::new(1, 0);
-        settle_hard_state(hard_state_file, &mut log)?;
+        settle_hard_state(hard_state_file, &mut log, false)?;
         return Ok(fresh(file, log));
     }
 
@@ -137,6 +137,7 @@ pub(crate) fn recover(
 
     // Every used segment but the last must be complete; the last may end in a tear.
     let mut torn_last = false;
+    let mut possibly_acknowledged_cut = false;
     for (position, entry) in scanned[..used_end].iter().enumerate() {
         let last = position + 1 == used_end;
         if entry.scan.is_empty_prepared() {
@@ -147,6 +148,7 @@ pub(crate) fn recover(
                 return Err(corrupt_at(entry, tail.offset, tail.reason));
             }
             torn_last = true;
+            possibly_acknowledged_cut = tail.possibly_acknowledged;
         }
     }
 
@@ -250,8 +252,9 @@ pub(crate) fn recover(
     }
 
     // The slot file is settled before anything is deleted or cut, so that what it
-    // must remember is durable before the log forgets it.
-    settle_hard_state(hard_state_file, &mut log)?;
+    // must remember (a vote, or that acknowledged records may be lost) is durable
+    // before the log forgets the evidence.
+    settle_hard_state(hard_state_file, &mut log, possibly_acknowledged_cut)?;
 
     // Segments before a gap must be wholly compacted, or a segment is missing.
     for entry in &scanned[..run_start] {
@@ -351,14 +354,26 @@ pub(crate) fn recover(
 
 /// Combines the log's hard state with the slot file's (see
 /// [`hard_state_file::combine`]) into `log`, and brings the slot file up to date if
-/// the log knew a newer term or vote (a crash between the log's sync and the slot's).
-fn settle_hard_state(hard_state_file: &mut HardStateFile, log: &mut LogIndex) -> Result<()> {
+/// the log knew a newer term or vote (a crash between the log's sync and the slot's)
+/// or if `possibly_acknowledged_cut`: the tail being cut may have held acknowledged
+/// records, so the log may lack entries after its (replayed) last index.
+fn settle_hard_state(
+    hard_state_file: &mut HardStateFile,
+    log: &mut LogIndex,
+    possibly_acknowledged_cut: bool,
+) -> Result<()> {
     let slot = hard_state_file.current();
     let combined = hard_state_file::combine(log.hard_state(), slot);
     log.apply(Change::HardState(combined))
         .expect("a hard state always applies");
-    if hard_state_file.differs(combined.term, combined.vote, slot.catching_up_after) {
-        hard_state_file.write(combined.term, combined.vote, slot.catching_up_after)?;
+    let mut catching_up_after = slot.catching_up_after;
+    if possibly_acknowledged_cut {
+        let last_index = log.last_index();
+        catching_up_after =
+            Some(catching_up_after.map_or(last_index, |after| after.min(last_index)));
+    }
+    if hard_state_file.differs(combined.term, combined.vote, catching_up_after) {
+        hard_state_file.write(combined.term, combined.vote, catching_up_after)?;
     }
     Ok(())
 }

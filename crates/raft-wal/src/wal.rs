@@ -21,7 +21,9 @@ use crate::shared::{Operation, Request, SegmentFile, Shared};
 use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter};
 use crate::storage::{LockGuard, RealStorage, Storage};
 use crate::writer::Writer;
-use crate::{AppendUnit, Appended, Entry, HardState, SegmentPreparation, WalOptions};
+use crate::{
+    AppendUnit, Appended, Entry, HardState, RecoveryReport, SegmentPreparation, WalOptions,
+};
 
 /// Smallest accepted segment size.
 const MIN_SEGMENT_SIZE_BYTES: u64 = 1024;
@@ -134,6 +136,7 @@ impl Wal {
             recovered.view,
             snapshot,
         ));
+        *shared.catching_up_after() = hard_state_file.current().catching_up_after;
         let mut prepared = recovered.prepared;
         let preparer = match options.segment_preparation {
             SegmentPreparation::Background => {
@@ -238,6 +241,23 @@ impl Wal {
             index: meta.index,
             term: meta.term,
         })
+    }
+
+    /// What recovery found that the Raft layer must act on; see [`RecoveryReport`].
+    /// Reflects [`Wal::clear_catching_up`] once its completion reported `Ok`.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        RecoveryReport {
+            catching_up_after: *self.shared.catching_up_after(),
+        }
+    }
+
+    /// Durably forgets the catching-up mark of [`RecoveryReport::catching_up_after`].
+    /// Call it once a leader has caught this member's log up past the reported
+    /// index (the member has appended and made durable entries from the current
+    /// leader beyond it). The completion reports `Ok` once the cleared mark is
+    /// synced; until then (and after a crash before it) the mark stays.
+    pub fn clear_catching_up(&self) -> Completion<Appended> {
+        self.enqueue(Operation::ClearCatchingUp)
     }
 
     fn enqueue(&self, operation: Operation) -> Completion<Appended> {

@@ -50,6 +50,9 @@ enum Plan {
         index: u64,
         term: u64,
     },
+    /// No log record: the hard-state file's catching-up mark is cleared with the
+    /// group.
+    ClearCatchingUp,
 }
 
 pub(crate) struct Writer {
@@ -69,6 +72,8 @@ pub(crate) struct Writer {
     /// Term and vote kept apart from the log, synced with every group that changes
     /// them, so that losing the log's last group never loses a vote.
     hard_state_file: HardStateFile,
+    /// The current group clears the catching-up mark.
+    clear_catching_up: bool,
 }
 
 impl Writer {
@@ -91,6 +96,7 @@ impl Writer {
             compacted_to: None,
             prepared,
             hard_state_file,
+            clear_catching_up: false,
         }
     }
 
@@ -228,6 +234,7 @@ impl Writer {
     }
 
     fn start_group(&mut self) {
+        self.clear_catching_up = false;
         self.buffer.clear();
         self.changes.clear();
         self.group_records = 0;
@@ -263,11 +270,13 @@ impl Writer {
             Operation::Append(unit) => unit.entries.last().map_or(0, |entry| entry.index),
             &Operation::Compact { first_index } => first_index,
             &Operation::InstallSnapshot { index, .. } => index + 1,
+            Operation::ClearCatchingUp => 0,
         };
         if index > MAX_INDEX {
             return reject(Rejection::IndexOutOfRange { index });
         }
         match operation {
+            Operation::ClearCatchingUp => Ok(Plan::ClearCatchingUp),
             Operation::Append(unit) => {
                 let mut truncate_from = None;
                 let mut last_index = tentative.last_index;
@@ -449,12 +458,8 @@ impl Writer {
                     self.hard_state(state, tentative);
                 }
             }
-            (
-                Operation::Compact { .. } | Operation::InstallSnapshot { .. },
-                Plan::Append { .. },
-            ) => {
-                unreachable!("plans match their operations")
-            }
+            (_, Plan::ClearCatchingUp) => self.clear_catching_up = true,
+            (_, Plan::Append { .. }) => unreachable!("plans match their operations"),
         }
     }
 
@@ -501,6 +506,7 @@ impl Writer {
     /// Writes and syncs the current group, then publishes and acknowledges it.
     fn flush_group(&mut self, tentative: &Tentative) -> Result<()> {
         if self.group_records == 0 {
+            self.persist_hard_state_file(tentative.hard_state)?;
             for (done, _) in self.waiters.drain(..) {
                 // Units with nothing to write (no entries, no hard state).
                 let outcome = Appended {
@@ -538,22 +544,7 @@ impl Writer {
             .write_all_at(&self.buffer, self.group_start)
             .map_err(io_error)?;
         file.file.sync_data().map_err(io_error)?;
-        // §5.2: a vote must outlive the log group that recorded it. Written after the
-        // group's sync (so the file is never ahead of a log that is intact) and
-        // before anything is published or acknowledged.
-        let state = tentative.hard_state;
-        let catching_up_after = self.hard_state_file.current().catching_up_after;
-        if self
-            .hard_state_file
-            .differs(state.term, state.vote, catching_up_after)
-        {
-            self.hard_state_file
-                .write(state.term, state.vote, catching_up_after)?;
-            self.shared
-                .counters
-                .syncs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.persist_hard_state_file(tentative.hard_state)?;
         self.active.write_offset = self.group_start + self.buffer.len() as u64;
         self.active.activated = true;
         let entries = self
@@ -600,6 +591,31 @@ impl Writer {
         crate::acknowledger::acknowledge(&self.shared, waiters);
         self.buffer.clear();
         self.group_records = 0;
+        Ok(())
+    }
+
+    /// Brings the hard-state file up to `state`'s term and vote (and clears the
+    /// catching-up mark if asked). §5.2: a vote must outlive the log group that
+    /// recorded it. Called after the group's sync (so the file is never ahead of an
+    /// intact log) and before anything is published or acknowledged; groups that
+    /// change neither term nor vote cost nothing here.
+    fn persist_hard_state_file(&mut self, state: HardState) -> Result<()> {
+        let mut catching_up_after = self.hard_state_file.current().catching_up_after;
+        if std::mem::take(&mut self.clear_catching_up) {
+            catching_up_after = None;
+        }
+        if self
+            .hard_state_file
+            .differs(state.term, state.vote, catching_up_after)
+        {
+            self.hard_state_file
+                .write(state.term, state.vote, catching_up_after)?;
+            self.shared
+                .counters
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *self.shared.catching_up_after() = catching_up_after;
+        }
         Ok(())
     }
 
@@ -738,6 +754,7 @@ fn encoded_size(operation: &Operation, plan: &Plan) -> usize {
         }
         (_, Plan::Compact { .. }) => bare + hard_state,
         (_, Plan::Install { .. }) => 2 * bare + 2 * hard_state,
+        (_, Plan::ClearCatchingUp) => 0,
         _ => unreachable!("plans match their operations"),
     }
 }

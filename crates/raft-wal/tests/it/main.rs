@@ -2,6 +2,7 @@
 //! the in-memory faulty backend and on real files.
 
 mod basic;
+mod catching_up;
 mod common;
 mod corruption;
 mod crash_points;
