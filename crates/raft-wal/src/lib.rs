@@ -52,7 +52,7 @@ use bytes::Bytes;
 
 pub use completion::Completion;
 pub use error::{CorruptReason, Rejection, Result, WalError};
-pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotWriter};
+pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotWriter, StagedSnapshot};
 pub use wal::{Wal, WalStats};
 
 /// One log entry.

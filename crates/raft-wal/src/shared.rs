@@ -86,6 +86,9 @@ pub(crate) enum Operation {
         index: u64,
         term: u64,
     },
+    /// Promote a staged snapshot to the latest, then install it like
+    /// `InstallSnapshot`.
+    InstallStaged(crate::snapshot::StagedSnapshot),
     /// Forget the catching-up mark in the hard-state file.
     ClearCatchingUp,
 }

@@ -18,7 +18,7 @@ use crate::index::Location;
 use crate::preparer;
 use crate::recovery;
 use crate::shared::{Operation, Request, SegmentFile, Shared};
-use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter};
+use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter, StagedSnapshot};
 use crate::storage::{LockGuard, RealStorage, Storage};
 use crate::writer::Writer;
 use crate::{
@@ -174,7 +174,7 @@ impl Wal {
                 Writer::run(state, shared)
             })?)
         };
-        Ok(Wal {
+        let wal = Wal {
             shared,
             data_dir,
             writer,
@@ -182,7 +182,24 @@ impl Wal {
             preparer,
             acknowledger,
             _lock: lock,
-        })
+        };
+        wal.align_with_latest_snapshot()?;
+        Ok(wal)
+    }
+
+    /// The open-time install rule: if the latest snapshot is not matched by the log
+    /// (the log neither holds the snapshot's last entry with the same term nor
+    /// starts right after it), a crash interrupted an install after the snapshot
+    /// became the latest. Repeat the install: discard the log, which then continues
+    /// after the snapshot with commit index = snapshot index.
+    fn align_with_latest_snapshot(&self) -> Result<()> {
+        let Some(meta) = self.latest_snapshot() else {
+            return Ok(());
+        };
+        if self.shared.view().index.term(meta.index) == Some(meta.term) {
+            return Ok(());
+        }
+        self.submit_install_snapshot(&meta).wait().map(|_| ())
     }
 
     /// Appends `unit` and returns once it is durable. If the writer is idle and
@@ -241,6 +258,29 @@ impl Wal {
             index: meta.index,
             term: meta.term,
         })
+    }
+
+    /// Installs a snapshot received from a leader and staged with
+    /// [`SnapshotWriter::finish_staged`], in one operation on the writer thread:
+    /// the staged file becomes the latest snapshot (renamed, directory synced, older
+    /// snapshots removed), then the log is aligned with it as in
+    /// [`Wal::install_snapshot`] — entries after the snapshot kept if the log holds
+    /// its last entry with the same term, otherwise the whole log discarded — and
+    /// the hard state's commit index becomes the snapshot's index (raised if the log
+    /// was kept; set, even if lower, if the log was discarded). Term and vote are
+    /// unchanged. A crash after the promotion but before the log records are durable
+    /// is repaired at the next open (see `docs/wal-format.md`). Rejected with
+    /// [`crate::Rejection::StaleSnapshot`] if a snapshot at or after its index is
+    /// already the latest, or the log starts after it; the staged file is then
+    /// deleted. Blocks until durable: [`Wal::submit_install_staged`] does not.
+    pub fn install_staged(&self, staged: StagedSnapshot) -> Result<Appended> {
+        self.submit_install_staged(staged).wait()
+    }
+
+    /// Queues [`Wal::install_staged`] and returns at once; the completion reports
+    /// the log's end once the install is durable. Never waits for a disk.
+    pub fn submit_install_staged(&self, staged: StagedSnapshot) -> Completion<Appended> {
+        self.enqueue(Operation::InstallStaged(staged))
     }
 
     /// What recovery found that the Raft layer must act on; see [`RecoveryReport`].

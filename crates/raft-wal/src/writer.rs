@@ -175,7 +175,11 @@ impl Writer {
             let plan = match self.validate(&request.operation, &tentative) {
                 Ok(plan) => plan,
                 Err(error) => {
-                    request.done.complete(Err(error));
+                    // Dropped first: a refused staged snapshot's file is gone by the
+                    // time the caller learns of the refusal.
+                    let Request { operation, done } = request;
+                    drop(operation);
+                    done.complete(Err(error));
                     continue;
                 }
             };
@@ -195,6 +199,14 @@ impl Writer {
                     return;
                 }
                 self.start_group();
+            }
+            if let Operation::InstallStaged(staged) = &request.operation
+                && let Err(error) = staged.promote()
+            {
+                // The snapshot becomes the latest before the log records that align
+                // the log with it; a crash in between is repaired at open.
+                self.fail_all(error, request, requests);
+                return;
             }
             self.encode(&request.operation, &plan, &mut tentative);
             let outcome = Appended {
@@ -270,6 +282,7 @@ impl Writer {
             Operation::Append(unit) => unit.entries.last().map_or(0, |entry| entry.index),
             &Operation::Compact { first_index } => first_index,
             &Operation::InstallSnapshot { index, .. } => index + 1,
+            Operation::InstallStaged(staged) => staged.meta().index.saturating_add(1),
             Operation::ClearCatchingUp => 0,
         };
         if index > MAX_INDEX {
@@ -277,6 +290,28 @@ impl Writer {
         }
         match operation {
             Operation::ClearCatchingUp => Ok(Plan::ClearCatchingUp),
+            Operation::InstallStaged(staged) => {
+                let (index, term) = (staged.meta().index, staged.meta().term);
+                let latest = self.shared.snapshot().as_ref().map_or(0, |meta| meta.index);
+                if latest >= index {
+                    return reject(Rejection::StaleSnapshot {
+                        index,
+                        current_index: latest,
+                    });
+                }
+                if index + 1 < tentative.first_index {
+                    return reject(Rejection::StaleSnapshot {
+                        index,
+                        current_index: tentative.first_index - 1,
+                    });
+                }
+                let discard = self.term_at(tentative, index) != Some(term);
+                Ok(Plan::Install {
+                    discard,
+                    index,
+                    term,
+                })
+            }
             Operation::Append(unit) => {
                 let mut truncate_from = None;
                 let mut last_index = tentative.last_index;
@@ -450,9 +485,16 @@ impl Writer {
                     self.truncate(from, tentative);
                 }
                 self.compact(index + 1, term, tentative);
-                if tentative.hard_state.commit < index {
+                // The snapshot holds committed state up to `index`. A discarded log
+                // ends at `index`, so no commit index above it may stand.
+                let commit = if discard {
+                    index
+                } else {
+                    tentative.hard_state.commit.max(index)
+                };
+                if tentative.hard_state.commit != commit {
                     let state = HardState {
-                        commit: index,
+                        commit,
                         ..tentative.hard_state
                     };
                     self.hard_state(state, tentative);

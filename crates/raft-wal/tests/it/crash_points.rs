@@ -55,7 +55,7 @@ fn model_states(steps: &[Step]) -> Vec<ModelLog> {
     for step in steps {
         match step {
             Step::Append(unit) => model.append(unit),
-            Step::Snapshot { index, .. } => model.snapshot_index = *index,
+            Step::Snapshot { index, term } => model.take_snapshot(*index, *term),
             Step::Compact(first_index) => model.compact(*first_index),
             Step::Install { index, term } => model.install(*index, *term),
         }
@@ -117,7 +117,7 @@ fn check_recovery(
     );
     let candidates: Vec<Observed> = states[acked..states.len().min(acked + 2)]
         .iter()
-        .map(ModelLog::observed)
+        .map(|state| state.reopened().observed())
         .collect();
     assert!(
         candidates.contains(&observed),

@@ -12,3 +12,4 @@ mod nonblocking;
 mod poison;
 mod process_crash;
 mod snapshots;
+mod staged_snapshots;
