@@ -6,8 +6,12 @@
 //! it returned; a crash at any instant recovers exactly a prefix of what was written
 //! that contains everything acknowledged; damage that is not a torn tail is reported
 //! as [`WalError::Corrupt`], never skipped; after a failed write or sync the log
-//! refuses all work until reopened. The byte layout and every recovery rule are in
-//! `docs/wal-format.md`.
+//! refuses all work until reopened. Term and vote are also kept in a two-slot
+//! hard-state file, so an acknowledged vote survives even the loss of the log group
+//! that recorded it; a cut tail that may have been acknowledged is reported in
+//! [`RecoveryReport`] until the server clears it; a snapshot received from a leader
+//! is staged and becomes the latest only through the install that aligns the log
+//! with it. The byte layout and every recovery rule are in `docs/wal-format.md`.
 //!
 //! Threads: a writer thread forms commit groups from everything queued while the
 //! previous group was syncing (no timer), writes each with one write and one
