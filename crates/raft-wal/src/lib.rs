@@ -6,8 +6,12 @@
 //! it returned; a crash at any instant recovers exactly a prefix of what was written
 //! that contains everything acknowledged; damage that is not a torn tail is reported
 //! as [`WalError::Corrupt`], never skipped; after a failed write or sync the log
-//! refuses all work until reopened. The byte layout and every recovery rule are in
-//! `docs/wal-format.md`.
+//! refuses all work until reopened. Term and vote are also kept in a two-slot
+//! hard-state file, so an acknowledged vote survives even the loss of the log group
+//! that recorded it; a cut tail that may have been acknowledged is reported in
+//! [`RecoveryReport`] until the server clears it; a snapshot received from a leader
+//! is staged and becomes the latest only through the install that aligns the log
+//! with it. The byte layout and every recovery rule are in `docs/wal-format.md`.
 //!
 //! Threads: a writer thread forms commit groups from everything queued while the
 //! previous group was syncing (no timer), writes each with one write and one
@@ -37,6 +41,7 @@ mod acknowledger;
 mod completion;
 mod error;
 mod format;
+mod hard_state_file;
 mod index;
 mod preparer;
 mod recovery;
@@ -51,7 +56,7 @@ use bytes::Bytes;
 
 pub use completion::Completion;
 pub use error::{CorruptReason, Rejection, Result, WalError};
-pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotWriter};
+pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotWriter, StagedSnapshot};
 pub use wal::{Wal, WalStats};
 
 /// One log entry.
@@ -97,6 +102,19 @@ pub struct Appended {
     pub last_index: u64,
     /// Term of that entry.
     pub last_term: u64,
+}
+
+/// What recovery found that the Raft layer must act on. Kept durably (in the
+/// hard-state file) until the server clears it, so a second restart, which no
+/// longer sees the damage, still reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// `Some(n)`: a damaged tail was cut that may have held acknowledged records, so
+    /// entries (and commit-index updates) this member acknowledged after index `n`
+    /// may be missing. Until a leader has caught the log up past what it may have
+    /// acknowledged, the member must not grant votes (§5.4.1: its log may look less
+    /// up to date than what it promised). Clear it with [`Wal::clear_catching_up`].
+    pub catching_up_after: Option<u64>,
 }
 
 /// Where the next segment file is prepared.

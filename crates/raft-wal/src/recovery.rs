@@ -11,6 +11,7 @@ use crate::error::{CorruptReason, Result, WalError};
 use crate::format::{
     MAX_INDEX, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, UNASSIGNED_FIRST_INDEX,
 };
+use crate::hard_state_file::{self, HardStateFile};
 use crate::index::{Change, Location, LogIndex};
 use crate::scan::{SegmentScan, scan_segment};
 use crate::shared::{
@@ -62,6 +63,7 @@ pub(crate) fn recover(
     wal_dir: &Path,
     segment_size_bytes: u64,
     snapshot: Option<&SnapshotMeta>,
+    hard_state_file: &mut HardStateFile,
 ) -> Result<Recovered> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -88,7 +90,9 @@ pub(crate) fn recover(
             return Err(WalError::corrupt(wal_dir, 0, CorruptReason::MissingSegment));
         }
         let file = prepare_segment(storage, wal_dir, 1, segment_size_bytes)?;
-        return Ok(fresh(file, LogIndex::new(1, 0)));
+        let mut log = LogIndex::new(1, 0);
+        settle_hard_state(hard_state_file, &mut log, false)?;
+        return Ok(fresh(file, log));
     }
 
     let mut scanned = Vec::with_capacity(ids.len());
@@ -133,6 +137,7 @@ pub(crate) fn recover(
 
     // Every used segment but the last must be complete; the last may end in a tear.
     let mut torn_last = false;
+    let mut possibly_acknowledged_cut = false;
     for (position, entry) in scanned[..used_end].iter().enumerate() {
         let last = position + 1 == used_end;
         if entry.scan.is_empty_prepared() {
@@ -143,6 +148,7 @@ pub(crate) fn recover(
                 return Err(corrupt_at(entry, tail.offset, tail.reason));
             }
             torn_last = true;
+            possibly_acknowledged_cut = tail.possibly_acknowledged;
         }
     }
 
@@ -218,7 +224,7 @@ pub(crate) fn recover(
         max_entry.insert(entry.id, entry.scan.max_entry_index());
     }
     let run_first = &scanned[run_start];
-    let log = match index {
+    let mut log = match index {
         Some(log) => {
             let started_late = run_first.id > 1 || run_first.scan.header.first_index > 1;
             if started_late && (!compacted || log.first_index() < run_first.scan.header.first_index)
@@ -244,6 +250,11 @@ pub(crate) fn recover(
             CorruptReason::MissingSnapshot,
         ));
     }
+
+    // The slot file is settled before anything is deleted or cut, so that what it
+    // must remember (a vote, or that acknowledged records may be lost) is durable
+    // before the log forgets the evidence.
+    settle_hard_state(hard_state_file, &mut log, possibly_acknowledged_cut)?;
 
     // Segments before a gap must be wholly compacted, or a segment is missing.
     for entry in &scanned[..run_start] {
@@ -339,6 +350,32 @@ pub(crate) fn recover(
         prepared,
         next_segment_id: active_entry.id + 1,
     })
+}
+
+/// Combines the log's hard state with the slot file's (see
+/// [`hard_state_file::combine`]) into `log`, and brings the slot file up to date if
+/// the log knew a newer term or vote (a crash between the log's sync and the slot's)
+/// or if `possibly_acknowledged_cut`: the tail being cut may have held acknowledged
+/// records, so the log may lack entries after its (replayed) last index.
+fn settle_hard_state(
+    hard_state_file: &mut HardStateFile,
+    log: &mut LogIndex,
+    possibly_acknowledged_cut: bool,
+) -> Result<()> {
+    let slot = hard_state_file.current();
+    let combined = hard_state_file::combine(log.hard_state(), slot);
+    log.apply(Change::HardState(combined))
+        .expect("a hard state always applies");
+    let mut catching_up_after = slot.catching_up_after;
+    if possibly_acknowledged_cut {
+        let last_index = log.last_index();
+        catching_up_after =
+            Some(catching_up_after.map_or(last_index, |after| after.min(last_index)));
+    }
+    if hard_state_file.differs(combined.term, combined.vote, catching_up_after) {
+        hard_state_file.write(combined.term, combined.vote, catching_up_after)?;
+    }
+    Ok(())
 }
 
 /// Position of segment `id` in the scanned list (used to delete only a prefix).

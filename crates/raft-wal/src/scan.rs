@@ -29,6 +29,9 @@ pub(crate) struct Tail {
     pub(crate) reason: CorruptReason,
     /// The damage cannot be a torn write (see [`classify`]): report it.
     pub(crate) corrupt: bool,
+    /// The damaged group may have been acknowledged before the damage (its commit
+    /// marker, or every sector of it, reached the disk; see [`classify`]).
+    pub(crate) possibly_acknowledged: bool,
     /// Offset where the group that the damage belongs to started (0 if that group's
     /// write also carried the header).
     pub(crate) group_start: u64,
@@ -178,12 +181,16 @@ pub(crate) fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, BadHeader> {
         }
         None => None,
     };
-    let tail = tail.map(|(offset, reason)| Tail {
-        offset: offset as u64,
-        reason,
-        corrupt: classify(bytes, offset, nonzero_end, salt, group_start, assigned),
-        group_start,
-        nonzero_end: nonzero_end as u64,
+    let tail = tail.map(|(offset, reason)| {
+        let class = classify(bytes, offset, nonzero_end, salt, group_start, assigned);
+        Tail {
+            offset: offset as u64,
+            reason,
+            corrupt: class == TailClass::Corrupt,
+            possibly_acknowledged: class == TailClass::TornPossiblyAcknowledged,
+            group_start,
+            nonzero_end: nonzero_end as u64,
+        }
     });
     Ok(SegmentScan {
         header,
@@ -205,18 +212,38 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|&byte| byte == 0)
 }
 
+/// What damage after the last complete group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TailClass {
+    /// Cannot be a torn write: reported.
+    Corrupt,
+    /// A write that never fully reached the disk, whose sync cannot have returned.
+    TornUnacknowledged,
+    /// Cut like a tear, but the group may have been acknowledged before the disk
+    /// lost part of it: reported as catching up.
+    TornPossiblyAcknowledged,
+}
+
 /// Decides whether damage at `from` (in a group that started at `group_start`) can
-/// be a torn write. Groups are written one at a time, each into zero-filled space and
-/// only after the previous group's sync returned; sector writes are atomic. So:
+/// be a torn write, and whether the damaged group may have been acknowledged.
+/// Groups are written one at a time, each into zero-filled space and only after the
+/// previous group's sync returned; sector writes are atomic. So:
 ///
 /// - a valid commit marker of a *later* group past the damage proves the damaged
 ///   group was synced: corruption;
+/// - if the damaged group's own commit marker is intact, the group's end reached the
+///   disk, so its sync may have returned; a tear must then have left at least one
+///   sector of the group unwritten, i.e. all zeros: a tear that may hide an
+///   acknowledged group (a disk that lost a synced sector looks the same). If every
+///   sector of the group holds data, the damage is a flipped bit: corruption;
 /// - a segment whose header is still unassigned never had its first write complete:
-///   a tear (unless a later group exists);
-/// - if the damaged group's own commit marker is intact, a tear must have left at
-///   least one sector of the group unwritten, i.e. all zeros; if every sector of the
-///   group holds data, the damage is a flipped bit: corruption;
-/// - otherwise the group's end never reached the disk: a tear.
+///   a tear (unless a later group exists), possibly acknowledged only by the rule
+///   above;
+/// - otherwise the group's marker is missing or damaged. If every sector from the
+///   group's start to the last non-zero byte holds data and that byte ends a commit
+///   end tag, the whole group was written and a flipped bit broke its marker: the
+///   group may have been acknowledged. Else its end never reached the disk: a tear
+///   of a write that was never acknowledged.
 fn classify(
     bytes: &[u8],
     from: usize,
@@ -224,7 +251,7 @@ fn classify(
     salt: u32,
     group_start: u64,
     assigned: bool,
-) -> bool {
+) -> TailClass {
     let end = end.min(bytes.len());
     let mut own_marker_end = None;
     let mut pos = from / FRAME_ALIGN * FRAME_ALIGN;
@@ -236,7 +263,7 @@ fn classify(
             && let Some(marker) = CommitMarker::decode(&bytes[frame.payload_start..frame.end])
         {
             if marker.group_start > group_start {
-                return true;
+                return TailClass::Corrupt;
             }
             if marker.group_start == group_start && own_marker_end.is_none() {
                 own_marker_end = Some(frame.end);
@@ -244,16 +271,24 @@ fn classify(
         }
         pos += FRAME_ALIGN;
     }
-    if !assigned {
-        return false;
-    }
+    let start = (group_start as usize).max(SEGMENT_HEADER_LEN);
     match own_marker_end {
-        None => false,
-        Some(marker_end) => {
-            let start = (group_start as usize).max(SEGMENT_HEADER_LEN);
-            !has_zero_sector(&bytes[..marker_end], start)
-        }
+        Some(_) if !assigned => TailClass::TornPossiblyAcknowledged,
+        None if !assigned => TailClass::TornUnacknowledged,
+        Some(marker_end) if !has_zero_sector(&bytes[..marker_end], start) => TailClass::Corrupt,
+        Some(_) => TailClass::TornPossiblyAcknowledged,
+        None if fully_written(bytes, start, end) => TailClass::TornPossiblyAcknowledged,
+        None => TailClass::TornUnacknowledged,
     }
+}
+
+/// Whether `bytes[start..end]` looks like a whole group: it ends with a commit end
+/// tag at an aligned position and none of its sectors is all zeros.
+fn fully_written(bytes: &[u8], start: usize, end: usize) -> bool {
+    end.is_multiple_of(FRAME_ALIGN)
+        && end >= start + FRAME_HEADER_LEN + COMMIT_PAYLOAD_LEN
+        && format::read_u64(bytes, end - 8) == format::COMMIT_END_TAG
+        && !has_zero_sector(&bytes[..end], start)
 }
 
 /// Whether some 512-byte sector's part of `bytes[start..]` is all zeros.
@@ -324,12 +359,19 @@ mod tests {
         let scan = scan_segment(&flipped).unwrap();
         assert!(scan.tail.unwrap().corrupt);
         assert_eq!(scan.records.len(), 2);
-        // The last group's marker never reached the disk: a tear.
+        // The last group's marker is damaged but every sector is there: a flipped
+        // bit in a group that may have been acknowledged.
         let marker_at = scan.tail.unwrap().offset as usize + 2 * format::frame_len(100);
+        let mut flipped_marker = clean.clone();
+        flipped_marker[marker_at + 4] ^= 1;
+        let tail = scan_segment(&flipped_marker).unwrap().tail.unwrap();
+        assert!(!tail.corrupt && tail.possibly_acknowledged);
+        // The last group's marker never reached the disk: a tear.
         let mut torn = clean.clone();
-        torn[marker_at..marker_at + 8].fill(0);
+        torn[marker_at..marker_at + format::COMMIT_FRAME_LEN].fill(0);
         torn[second_group + 40] ^= 1;
-        assert!(!scan_segment(&torn).unwrap().tail.unwrap().corrupt);
+        let tail = scan_segment(&torn).unwrap().tail.unwrap();
+        assert!(!tail.corrupt && !tail.possibly_acknowledged);
         // Damage in an earlier group, with a later group behind it: corruption.
         let mut corrupt = clean;
         corrupt[SEGMENT_HEADER_LEN + 40] ^= 1;

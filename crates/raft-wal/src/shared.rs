@@ -79,8 +79,18 @@ pub(crate) struct ReadView {
 /// An operation waiting for the writer thread.
 pub(crate) enum Operation {
     Append(AppendUnit),
-    Compact { first_index: u64 },
-    InstallSnapshot { index: u64, term: u64 },
+    Compact {
+        first_index: u64,
+    },
+    InstallSnapshot {
+        index: u64,
+        term: u64,
+    },
+    /// Promote a staged snapshot to the latest, then install it like
+    /// `InstallSnapshot`.
+    InstallStaged(crate::snapshot::StagedSnapshot),
+    /// Forget the catching-up mark in the hard-state file.
+    ClearCatchingUp,
 }
 
 pub(crate) struct Request {
@@ -138,6 +148,8 @@ pub(crate) struct Shared {
     poisoned: AtomicBool,
     poison: Mutex<Option<Arc<WalError>>>,
     pub(crate) snapshot: Mutex<Option<SnapshotMeta>>,
+    /// The durable catching-up mark (see [`crate::RecoveryReport`]).
+    pub(crate) catching_up_after: Mutex<Option<u64>>,
     pub(crate) counters: Counters,
     pub(crate) acks: Mutex<Acknowledgements>,
     pub(crate) acks_ready: Condvar,
@@ -167,6 +179,7 @@ impl Shared {
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
             snapshot: Mutex::new(snapshot),
+            catching_up_after: Mutex::new(None),
             counters: Counters::default(),
             acks: Mutex::new(Acknowledgements::default()),
             acks_ready: Condvar::new(),
@@ -195,6 +208,12 @@ impl Shared {
 
     pub(crate) fn snapshot(&self) -> MutexGuard<'_, Option<SnapshotMeta>> {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn catching_up_after(&self) -> MutexGuard<'_, Option<u64>> {
+        self.catching_up_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The error that poisoned the log, if any.

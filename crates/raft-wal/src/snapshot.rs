@@ -1,10 +1,14 @@
 //! Snapshot files in `<data_dir>/snap/`: streamed to a temporary name with a running
 //! checksum, synced, renamed into place, directory synced. A snapshot file is
-//! complete and checksummed or it does not have its final name.
+//! complete and checksummed or it does not have its final name. A snapshot received
+//! from a leader is first *staged* (complete and durable under a staging name that
+//! open deletes) and only promoted to its final name by the install on the writer
+//! thread, together with the log cut.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -32,6 +36,11 @@ pub struct SnapshotMeta {
     /// Length of the data section in bytes.
     pub data_len_bytes: u64,
 }
+
+/// Suffix of staged snapshot files (`<index>-<term>.snap.<n>.staged`).
+const STAGED_SUFFIX: &str = ".staged";
+/// Makes every staged file name unique within the process.
+static STAGED_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn snapshot_name(index: u64, term: u64) -> String {
     format!("{index:020}-{term:020}.snap")
@@ -143,14 +152,8 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Writes the trailer, syncs the file, renames it into place and syncs the
-    /// directory. When this returns `Ok` the snapshot survives a crash; older
-    /// snapshot files are then removed.
-    pub fn finish(mut self) -> Result<SnapshotMeta> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |error| WalError::io(path, error)
-        };
+    /// Writes the trailer and syncs the file; returns what it covers.
+    fn seal(&mut self) -> Result<SnapshotMeta> {
         let mut trailer = [0u8; TRAILER_LEN as usize];
         trailer[0..8].copy_from_slice(&self.data_len_bytes.to_le_bytes());
         self.hasher.update(&trailer[0..8]);
@@ -158,19 +161,28 @@ impl SnapshotWriter {
         trailer[8..12].copy_from_slice(&crc.to_le_bytes());
         trailer[12..16].copy_from_slice(&TRAILER_MAGIC);
         self.buffer.extend_from_slice(&trailer);
-        self.flush_buffer().map_err(io_error(&self.temporary))?;
-        self.file.sync_data().map_err(io_error(&self.temporary))?;
-        let shared = Arc::clone(&self.shared);
-        let storage = shared.storage.as_ref();
-        let name = snapshot_name(self.index, self.term);
-        let path = shared.snap_dir.join(&name);
-        let meta = SnapshotMeta {
+        let temporary = self.temporary.clone();
+        let io_error = |error| WalError::io(&temporary, error);
+        self.flush_buffer().map_err(io_error)?;
+        self.file.sync_data().map_err(io_error)?;
+        Ok(SnapshotMeta {
             index: self.index,
             term: self.term,
             metadata: self.metadata.clone(),
             data_len_bytes: self.data_len_bytes,
-        };
-        let mut current = shared.snapshot();
+        })
+    }
+
+    /// Writes the trailer, syncs the file, renames it into place and syncs the
+    /// directory. When this returns `Ok` the snapshot survives a crash and is the
+    /// latest one; older snapshot files are then removed. For a snapshot this member
+    /// took of its own applied state; a snapshot received from a leader goes through
+    /// [`SnapshotWriter::finish_staged`] instead.
+    pub fn finish(mut self) -> Result<SnapshotMeta> {
+        let meta = self.seal()?;
+        let shared = Arc::clone(&self.shared);
+        let path = shared.snap_dir.join(snapshot_name(self.index, self.term));
+        let current = shared.snapshot();
         if let Some(existing) = current.as_ref()
             && existing.index >= self.index
         {
@@ -181,27 +193,129 @@ impl SnapshotWriter {
                 },
             });
         }
-        storage
-            .rename(&self.temporary, &path)
-            .map_err(io_error(&self.temporary))?;
-        storage
-            .sync_dir(&shared.snap_dir)
-            .map_err(io_error(&shared.snap_dir))?;
-        *current = Some(meta.clone());
-        drop(current);
-        // Older snapshots are superseded; a failure here leaves files that the next
-        // open removes, so it is not reported.
-        if let Ok(names) = storage.list(&shared.snap_dir) {
-            for old in names {
-                if let Some((index, _)) = parse_name(&old)
-                    && index < self.index
-                {
-                    let _ = storage.remove_file(&shared.snap_dir.join(old));
-                }
-            }
-        }
+        promote_file(&shared, &self.temporary, &path, &meta, current)?;
         Ok(meta)
     }
+
+    /// Writes the trailer, syncs the file and renames it to a staging name (then
+    /// syncs the directory): the snapshot is complete and durable but is *not* the
+    /// latest one, and nothing is deleted. Hand it to [`crate::Wal::install_staged`]
+    /// (or [`crate::Wal::submit_install_staged`]) once the Raft layer accepted it;
+    /// drop or [`StagedSnapshot::discard`] it if refused. A crash before the install
+    /// leaves a staged file that the next open deletes.
+    pub fn finish_staged(mut self) -> Result<StagedSnapshot> {
+        let meta = self.seal()?;
+        let shared = Arc::clone(&self.shared);
+        let number = STAGED_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = shared.snap_dir.join(format!(
+            "{}.{number}{STAGED_SUFFIX}",
+            snapshot_name(self.index, self.term)
+        ));
+        let storage = shared.storage.as_ref();
+        storage
+            .rename(&self.temporary, &path)
+            .map_err(|error| WalError::io(&self.temporary, error))?;
+        storage
+            .sync_dir(&shared.snap_dir)
+            .map_err(|error| WalError::io(&shared.snap_dir, error))?;
+        Ok(StagedSnapshot {
+            shared,
+            path,
+            meta,
+            promoted: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A received snapshot that is durable but not yet the latest: see
+/// [`SnapshotWriter::finish_staged`]. Dropping it un-installed deletes its file.
+pub struct StagedSnapshot {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    meta: SnapshotMeta,
+    /// Set by the install once the file has its final name.
+    promoted: AtomicBool,
+}
+
+impl std::fmt::Debug for StagedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedSnapshot")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+impl StagedSnapshot {
+    /// What the snapshot covers.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// Deletes the staged file (the Raft layer refused the snapshot). Dropping the
+    /// value does the same but cannot report a failure; either way the next open
+    /// deletes a staged file that is still there.
+    pub fn discard(self) -> Result<()> {
+        self.promoted.store(true, Ordering::Relaxed);
+        self.shared
+            .storage
+            .remove_file(&self.path)
+            .map_err(|error| WalError::io(&self.path, error))
+    }
+
+    /// Makes the staged file the latest snapshot: renames it to its final name,
+    /// syncs the directory, then removes older snapshot files. Runs on the writer
+    /// thread, before the log records of the install are written.
+    pub(crate) fn promote(&self) -> Result<()> {
+        let path = self
+            .shared
+            .snap_dir
+            .join(snapshot_name(self.meta.index, self.meta.term));
+        let current = self.shared.snapshot();
+        promote_file(&self.shared, &self.path, &path, &self.meta, current)?;
+        self.promoted.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for StagedSnapshot {
+    fn drop(&mut self) {
+        if !self.promoted.load(Ordering::Relaxed) {
+            // Best effort: open deletes whatever is left.
+            let _ = self.shared.storage.remove_file(&self.path);
+        }
+    }
+}
+
+/// Renames a complete, synced snapshot file from `from` to its final name `to`,
+/// syncs the directory, records it as the latest (`current` is the held lock on
+/// it), and removes older snapshot files. A failure of the removals leaves files
+/// that the next open removes, so it is not reported.
+fn promote_file(
+    shared: &Shared,
+    from: &Path,
+    to: &Path,
+    meta: &SnapshotMeta,
+    mut current: std::sync::MutexGuard<'_, Option<SnapshotMeta>>,
+) -> Result<()> {
+    let storage = shared.storage.as_ref();
+    storage
+        .rename(from, to)
+        .map_err(|error| WalError::io(from, error))?;
+    storage
+        .sync_dir(&shared.snap_dir)
+        .map_err(|error| WalError::io(&shared.snap_dir, error))?;
+    *current = Some(meta.clone());
+    drop(current);
+    if let Ok(names) = storage.list(&shared.snap_dir) {
+        for old in names {
+            if let Some((index, _)) = parse_name(&old)
+                && index < meta.index
+            {
+                let _ = storage.remove_file(&shared.snap_dir.join(old));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Write for SnapshotWriter {
@@ -379,7 +493,8 @@ pub(crate) fn recover_snapshots(
         .map_err(|error| WalError::io(snap_dir, error))?;
     let mut found: Vec<(u64, u64, String)> = Vec::new();
     for name in names {
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") || name.ends_with(STAGED_SUFFIX) {
+            // Never finished, or staged and never installed: not a snapshot.
             let path = snap_dir.join(&name);
             storage
                 .remove_file(&path)

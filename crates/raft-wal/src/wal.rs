@@ -13,14 +13,17 @@ use crate::acknowledger;
 use crate::completion::{self, Completion};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordKind};
+use crate::hard_state_file::HardStateFile;
 use crate::index::Location;
 use crate::preparer;
 use crate::recovery;
 use crate::shared::{Operation, Request, SegmentFile, Shared};
-use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter};
+use crate::snapshot::{self, SnapshotMeta, SnapshotReader, SnapshotWriter, StagedSnapshot};
 use crate::storage::{LockGuard, RealStorage, Storage};
 use crate::writer::Writer;
-use crate::{AppendUnit, Appended, Entry, HardState, SegmentPreparation, WalOptions};
+use crate::{
+    AppendUnit, Appended, Entry, HardState, RecoveryReport, SegmentPreparation, WalOptions,
+};
 
 /// Smallest accepted segment size.
 const MIN_SEGMENT_SIZE_BYTES: u64 = 1024;
@@ -115,8 +118,15 @@ impl Wal {
             storage.sync_dir(parent).map_err(io_error(parent))?;
         }
 
+        let mut hard_state_file = HardStateFile::open(storage.as_ref(), &data_dir)?;
         let snapshot = snapshot::recover_snapshots(storage.as_ref(), &snap_dir)?;
-        let recovered = recovery::recover(storage.as_ref(), &wal_dir, size, snapshot.as_ref())?;
+        let recovered = recovery::recover(
+            storage.as_ref(),
+            &wal_dir,
+            size,
+            snapshot.as_ref(),
+            &mut hard_state_file,
+        )?;
         let shared = Arc::new(Shared::new(
             storage,
             wal_dir,
@@ -126,6 +136,7 @@ impl Wal {
             recovered.view,
             snapshot,
         ));
+        *shared.catching_up_after() = hard_state_file.current().catching_up_after;
         let mut prepared = recovered.prepared;
         let preparer = match options.segment_preparation {
             SegmentPreparation::Background => {
@@ -148,6 +159,7 @@ impl Wal {
             recovered.active,
             recovered.next_segment_id,
             prepared,
+            hard_state_file,
         );
         let acknowledger = {
             let shared = Arc::clone(&shared);
@@ -162,7 +174,7 @@ impl Wal {
                 Writer::run(state, shared)
             })?)
         };
-        Ok(Wal {
+        let wal = Wal {
             shared,
             data_dir,
             writer,
@@ -170,7 +182,24 @@ impl Wal {
             preparer,
             acknowledger,
             _lock: lock,
-        })
+        };
+        wal.align_with_latest_snapshot()?;
+        Ok(wal)
+    }
+
+    /// The open-time install rule: if the latest snapshot is not matched by the log
+    /// (the log neither holds the snapshot's last entry with the same term nor
+    /// starts right after it), a crash interrupted an install after the snapshot
+    /// became the latest. Repeat the install: discard the log, which then continues
+    /// after the snapshot with commit index = snapshot index.
+    fn align_with_latest_snapshot(&self) -> Result<()> {
+        let Some(meta) = self.latest_snapshot() else {
+            return Ok(());
+        };
+        if self.shared.view().index.term(meta.index) == Some(meta.term) {
+            return Ok(());
+        }
+        self.submit_install_snapshot(&meta).wait().map(|_| ())
     }
 
     /// Appends `unit` and returns once it is durable. If the writer is idle and
@@ -199,23 +228,76 @@ impl Wal {
 
     /// Removes entries before `first_index`, which a durable snapshot must cover
     /// (`first_index - 1 <= snapshot index`). The new first index is recorded
-    /// durably first; whole segments before it are deleted afterwards.
+    /// durably first; whole segments before it are deleted afterwards. Blocks until
+    /// done: [`Wal::submit_compact`] is the same without waiting.
     pub fn compact(&self, first_index: u64) -> Result<()> {
-        self.enqueue(Operation::Compact { first_index })
-            .wait()
-            .map(|_| ())
+        self.submit_compact(first_index).wait().map(|_| ())
     }
 
-    /// Makes the log agree with a durable snapshot received from a leader (§7): if
-    /// the log holds the snapshot's last entry (same index and term), entries after
-    /// it are kept; otherwise the whole log is discarded. Either way the log then
-    /// starts after the snapshot and the commit index is at least its index.
+    /// Queues a compaction to `first_index` (see [`Wal::compact`]) and returns at
+    /// once; the completion reports the log's end once the compaction record is
+    /// durable. Never waits for a disk, so a node loop may call it.
+    pub fn submit_compact(&self, first_index: u64) -> Completion<Appended> {
+        self.enqueue(Operation::Compact { first_index })
+    }
+
+    /// Makes the log agree with a durable snapshot that is already the latest one
+    /// (§7): if the log holds the snapshot's last entry (same index and term),
+    /// entries after it are kept; otherwise the whole log is discarded. Either way
+    /// the log then starts after the snapshot and the commit index is at least its
+    /// index. Blocks until done: [`Wal::submit_install_snapshot`] is the same
+    /// without waiting.
     pub fn install_snapshot(&self, meta: &SnapshotMeta) -> Result<Appended> {
+        self.submit_install_snapshot(meta).wait()
+    }
+
+    /// Queues [`Wal::install_snapshot`] and returns at once; the completion reports
+    /// the log's end once the install is durable. Never waits for a disk.
+    pub fn submit_install_snapshot(&self, meta: &SnapshotMeta) -> Completion<Appended> {
         self.enqueue(Operation::InstallSnapshot {
             index: meta.index,
             term: meta.term,
         })
-        .wait()
+    }
+
+    /// Installs a snapshot received from a leader and staged with
+    /// [`SnapshotWriter::finish_staged`], in one operation on the writer thread:
+    /// the staged file becomes the latest snapshot (renamed, directory synced, older
+    /// snapshots removed), then the log is aligned with it as in
+    /// [`Wal::install_snapshot`] — entries after the snapshot kept if the log holds
+    /// its last entry with the same term, otherwise the whole log discarded — and
+    /// the hard state's commit index becomes the snapshot's index (raised if the log
+    /// was kept; set, even if lower, if the log was discarded). Term and vote are
+    /// unchanged. A crash after the promotion but before the log records are durable
+    /// is repaired at the next open (see `docs/wal-format.md`). Rejected with
+    /// [`crate::Rejection::StaleSnapshot`] if a snapshot at or after its index is
+    /// already the latest, or the log starts after it; the staged file is then
+    /// deleted. Blocks until durable: [`Wal::submit_install_staged`] does not.
+    pub fn install_staged(&self, staged: StagedSnapshot) -> Result<Appended> {
+        self.submit_install_staged(staged).wait()
+    }
+
+    /// Queues [`Wal::install_staged`] and returns at once; the completion reports
+    /// the log's end once the install is durable. Never waits for a disk.
+    pub fn submit_install_staged(&self, staged: StagedSnapshot) -> Completion<Appended> {
+        self.enqueue(Operation::InstallStaged(staged))
+    }
+
+    /// What recovery found that the Raft layer must act on; see [`RecoveryReport`].
+    /// Reflects [`Wal::clear_catching_up`] once its completion reported `Ok`.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        RecoveryReport {
+            catching_up_after: *self.shared.catching_up_after(),
+        }
+    }
+
+    /// Durably forgets the catching-up mark of [`RecoveryReport::catching_up_after`].
+    /// Call it once a leader has caught this member's log up past the reported
+    /// index (the member has appended and made durable entries from the current
+    /// leader beyond it). The completion reports `Ok` once the cleared mark is
+    /// synced; until then (and after a crash before it) the mark stays.
+    pub fn clear_catching_up(&self) -> Completion<Appended> {
+        self.enqueue(Operation::ClearCatchingUp)
     }
 
     fn enqueue(&self, operation: Operation) -> Completion<Appended> {

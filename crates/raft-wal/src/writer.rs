@@ -16,6 +16,7 @@ use crate::format::{
     self, COMMIT_FRAME_LEN, CommitMarker, HARD_STATE_PAYLOAD_LEN, MAX_INDEX, RecordKind,
     SEGMENT_HEADER_LEN, SegmentHeader,
 };
+use crate::hard_state_file::HardStateFile;
 use crate::index::{Change, Location};
 use crate::preparer::delete_segments;
 use crate::recovery::ActiveSegment;
@@ -49,6 +50,9 @@ enum Plan {
         index: u64,
         term: u64,
     },
+    /// No log record: the hard-state file's catching-up mark is cleared with the
+    /// group.
+    ClearCatchingUp,
 }
 
 pub(crate) struct Writer {
@@ -65,6 +69,11 @@ pub(crate) struct Writer {
     compacted_to: Option<u64>,
     /// A segment prepared before open (used first in inline preparation mode).
     prepared: Option<Arc<SegmentFile>>,
+    /// Term and vote kept apart from the log, synced with every group that changes
+    /// them, so that losing the log's last group never loses a vote.
+    hard_state_file: HardStateFile,
+    /// The current group clears the catching-up mark.
+    clear_catching_up: bool,
 }
 
 impl Writer {
@@ -73,6 +82,7 @@ impl Writer {
         active: ActiveSegment,
         next_segment_id: u64,
         prepared: Option<Arc<SegmentFile>>,
+        hard_state_file: HardStateFile,
     ) -> Writer {
         Writer {
             shared,
@@ -85,6 +95,8 @@ impl Writer {
             waiters: Vec::new(),
             compacted_to: None,
             prepared,
+            hard_state_file,
+            clear_catching_up: false,
         }
     }
 
@@ -163,7 +175,11 @@ impl Writer {
             let plan = match self.validate(&request.operation, &tentative) {
                 Ok(plan) => plan,
                 Err(error) => {
-                    request.done.complete(Err(error));
+                    // Dropped first: a refused staged snapshot's file is gone by the
+                    // time the caller learns of the refusal.
+                    let Request { operation, done } = request;
+                    drop(operation);
+                    done.complete(Err(error));
                     continue;
                 }
             };
@@ -183,6 +199,14 @@ impl Writer {
                     return;
                 }
                 self.start_group();
+            }
+            if let Operation::InstallStaged(staged) = &request.operation
+                && let Err(error) = staged.promote()
+            {
+                // The snapshot becomes the latest before the log records that align
+                // the log with it; a crash in between is repaired at open.
+                self.fail_all(error, request, requests);
+                return;
             }
             self.encode(&request.operation, &plan, &mut tentative);
             let outcome = Appended {
@@ -222,6 +246,7 @@ impl Writer {
     }
 
     fn start_group(&mut self) {
+        self.clear_catching_up = false;
         self.buffer.clear();
         self.changes.clear();
         self.group_records = 0;
@@ -257,11 +282,36 @@ impl Writer {
             Operation::Append(unit) => unit.entries.last().map_or(0, |entry| entry.index),
             &Operation::Compact { first_index } => first_index,
             &Operation::InstallSnapshot { index, .. } => index + 1,
+            Operation::InstallStaged(staged) => staged.meta().index.saturating_add(1),
+            Operation::ClearCatchingUp => 0,
         };
         if index > MAX_INDEX {
             return reject(Rejection::IndexOutOfRange { index });
         }
         match operation {
+            Operation::ClearCatchingUp => Ok(Plan::ClearCatchingUp),
+            Operation::InstallStaged(staged) => {
+                let (index, term) = (staged.meta().index, staged.meta().term);
+                let latest = self.shared.snapshot().as_ref().map_or(0, |meta| meta.index);
+                if latest >= index {
+                    return reject(Rejection::StaleSnapshot {
+                        index,
+                        current_index: latest,
+                    });
+                }
+                if index + 1 < tentative.first_index {
+                    return reject(Rejection::StaleSnapshot {
+                        index,
+                        current_index: tentative.first_index - 1,
+                    });
+                }
+                let discard = self.term_at(tentative, index) != Some(term);
+                Ok(Plan::Install {
+                    discard,
+                    index,
+                    term,
+                })
+            }
             Operation::Append(unit) => {
                 let mut truncate_from = None;
                 let mut last_index = tentative.last_index;
@@ -435,20 +485,23 @@ impl Writer {
                     self.truncate(from, tentative);
                 }
                 self.compact(index + 1, term, tentative);
-                if tentative.hard_state.commit < index {
+                // The snapshot holds committed state up to `index`. A discarded log
+                // ends at `index`, so no commit index above it may stand.
+                let commit = if discard {
+                    index
+                } else {
+                    tentative.hard_state.commit.max(index)
+                };
+                if tentative.hard_state.commit != commit {
                     let state = HardState {
-                        commit: index,
+                        commit,
                         ..tentative.hard_state
                     };
                     self.hard_state(state, tentative);
                 }
             }
-            (
-                Operation::Compact { .. } | Operation::InstallSnapshot { .. },
-                Plan::Append { .. },
-            ) => {
-                unreachable!("plans match their operations")
-            }
+            (_, Plan::ClearCatchingUp) => self.clear_catching_up = true,
+            (_, Plan::Append { .. }) => unreachable!("plans match their operations"),
         }
     }
 
@@ -495,6 +548,7 @@ impl Writer {
     /// Writes and syncs the current group, then publishes and acknowledges it.
     fn flush_group(&mut self, tentative: &Tentative) -> Result<()> {
         if self.group_records == 0 {
+            self.persist_hard_state_file(tentative.hard_state)?;
             for (done, _) in self.waiters.drain(..) {
                 // Units with nothing to write (no entries, no hard state).
                 let outcome = Appended {
@@ -532,6 +586,7 @@ impl Writer {
             .write_all_at(&self.buffer, self.group_start)
             .map_err(io_error)?;
         file.file.sync_data().map_err(io_error)?;
+        self.persist_hard_state_file(tentative.hard_state)?;
         self.active.write_offset = self.group_start + self.buffer.len() as u64;
         self.active.activated = true;
         let entries = self
@@ -578,6 +633,31 @@ impl Writer {
         crate::acknowledger::acknowledge(&self.shared, waiters);
         self.buffer.clear();
         self.group_records = 0;
+        Ok(())
+    }
+
+    /// Brings the hard-state file up to `state`'s term and vote (and clears the
+    /// catching-up mark if asked). §5.2: a vote must outlive the log group that
+    /// recorded it. Called after the group's sync (so the file is never ahead of an
+    /// intact log) and before anything is published or acknowledged; groups that
+    /// change neither term nor vote cost nothing here.
+    fn persist_hard_state_file(&mut self, state: HardState) -> Result<()> {
+        let mut catching_up_after = self.hard_state_file.current().catching_up_after;
+        if std::mem::take(&mut self.clear_catching_up) {
+            catching_up_after = None;
+        }
+        if self
+            .hard_state_file
+            .differs(state.term, state.vote, catching_up_after)
+        {
+            self.hard_state_file
+                .write(state.term, state.vote, catching_up_after)?;
+            self.shared
+                .counters
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *self.shared.catching_up_after() = catching_up_after;
+        }
         Ok(())
     }
 
@@ -716,6 +796,7 @@ fn encoded_size(operation: &Operation, plan: &Plan) -> usize {
         }
         (_, Plan::Compact { .. }) => bare + hard_state,
         (_, Plan::Install { .. }) => 2 * bare + 2 * hard_state,
+        (_, Plan::ClearCatchingUp) => 0,
         _ => unreachable!("plans match their operations"),
     }
 }

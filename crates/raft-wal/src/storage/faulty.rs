@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
@@ -38,6 +38,8 @@ pub enum CrashMode {
 #[derive(Clone, Default)]
 pub struct FaultyStorage {
     state: Arc<Mutex<State>>,
+    /// Wakes syncs waiting while [`FaultyStorage::hold_syncs`] is in force.
+    syncs_released: Arc<Condvar>,
 }
 
 impl fmt::Debug for FaultyStorage {
@@ -68,6 +70,8 @@ struct State {
     stop_after: Option<u64>,
     fail_next_sync: bool,
     fail_next_write: bool,
+    /// `sync_data` waits while this is set (a slow disk, for tests of who blocks).
+    syncs_held: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +196,18 @@ impl FaultyStorage {
     /// Makes the next `sync_data` fail (it does not make anything durable).
     pub fn fail_next_sync(&self) {
         self.lock().fail_next_sync = true;
+    }
+
+    /// Makes every `sync_data` from now on wait until [`FaultyStorage::release_syncs`]
+    /// (a disk that takes arbitrarily long), so tests can tell which calls block.
+    pub fn hold_syncs(&self) {
+        self.lock().syncs_held = true;
+    }
+
+    /// Lets held and later syncs proceed.
+    pub fn release_syncs(&self) {
+        self.lock().syncs_held = false;
+        self.syncs_released.notify_all();
     }
 
     /// Makes the next `write_all_at` fail without writing anything.
@@ -365,6 +381,13 @@ impl StorageFile for FaultyFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.storage.lock();
+        while state.syncs_held {
+            state = self
+                .storage
+                .syncs_released
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
         state.tick()?;
         if std::mem::take(&mut state.fail_next_sync) {
             return Err(simulated("fsync failure"));

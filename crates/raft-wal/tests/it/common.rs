@@ -106,6 +106,8 @@ pub(crate) struct ModelLog {
     pub(crate) entries: Vec<(u64, Bytes)>,
     pub(crate) hard_state: HardState,
     pub(crate) snapshot_index: u64,
+    /// Term of the latest snapshot's last entry.
+    pub(crate) snapshot_term: u64,
 }
 
 impl Default for ModelLog {
@@ -116,6 +118,7 @@ impl Default for ModelLog {
             entries: Vec::new(),
             hard_state: HardState::default(),
             snapshot_index: 0,
+            snapshot_term: 0,
         }
     }
 }
@@ -157,15 +160,34 @@ impl ModelLog {
         self.prev_term = term;
     }
 
+    /// A durable snapshot became the latest.
+    pub(crate) fn take_snapshot(&mut self, index: u64, term: u64) {
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+    }
+
     pub(crate) fn install(&mut self, index: u64, term: u64) {
-        if self.term(index) == Some(term) && index <= self.last_index() {
+        if self.term(index) == Some(term) {
             self.compact(index + 1);
+            self.hard_state.commit = self.hard_state.commit.max(index);
         } else {
+            // The whole log is discarded; no commit index may stand above it.
             self.entries.clear();
             self.first_index = index + 1;
             self.prev_term = term;
+            self.hard_state.commit = index;
         }
-        self.hard_state.commit = self.hard_state.commit.max(index);
+    }
+
+    /// The state an open recovers from this one: the open-time install rule
+    /// installs a latest snapshot that the log does not match.
+    pub(crate) fn reopened(&self) -> ModelLog {
+        let mut model = self.clone();
+        if model.snapshot_index > 0 && model.term(model.snapshot_index) != Some(model.snapshot_term)
+        {
+            model.install(model.snapshot_index, model.snapshot_term);
+        }
+        model
     }
 
     pub(crate) fn observed(&self) -> Observed {

@@ -1,5 +1,6 @@
 //! Crash-point enumeration: a fixed scenario (appends with hard states, rotation,
-//! suffix truncation, snapshot + prefix compaction, snapshot install) is run once to
+//! suffix truncation, snapshot + prefix compaction, a received snapshot staged and
+//! installed, a local snapshot installed) is run once to
 //! count its I/O operations, then once per k with the storage stopping after the
 //! k-th operation, followed by a crash that drops, keeps or tears what was not
 //! synced. Recovery must return exactly the state after the last acknowledged step
@@ -15,9 +16,20 @@ use crate::common::{self, ModelLog, Observed, observe, unit};
 #[derive(Debug, Clone)]
 enum Step {
     Append(raft_wal::AppendUnit),
-    Snapshot { index: u64, term: u64 },
+    Snapshot {
+        index: u64,
+        term: u64,
+    },
     Compact(u64),
-    Install { index: u64, term: u64 },
+    Install {
+        index: u64,
+        term: u64,
+    },
+    /// A snapshot received from a leader: staged, then installed.
+    Receive {
+        index: u64,
+        term: u64,
+    },
 }
 
 fn scenario() -> Vec<Step> {
@@ -38,8 +50,7 @@ fn scenario() -> Vec<Step> {
         Step::Compact(9),
         Step::Append(unit(21..=25, 2, hs(2, 3, 20))),
         // A leader's snapshot that the log does not contain: the log is discarded.
-        Step::Snapshot { index: 30, term: 3 },
-        Step::Install { index: 30, term: 3 },
+        Step::Receive { index: 30, term: 3 },
         Step::Append(unit(31..=34, 3, hs(3, 2, 31))),
         // A snapshot that matches the log: the suffix after it is kept.
         Step::Snapshot { index: 32, term: 3 },
@@ -55,9 +66,13 @@ fn model_states(steps: &[Step]) -> Vec<ModelLog> {
     for step in steps {
         match step {
             Step::Append(unit) => model.append(unit),
-            Step::Snapshot { index, .. } => model.snapshot_index = *index,
+            Step::Snapshot { index, term } => model.take_snapshot(*index, *term),
             Step::Compact(first_index) => model.compact(*first_index),
             Step::Install { index, term } => model.install(*index, *term),
+            Step::Receive { index, term } => {
+                model.take_snapshot(*index, *term);
+                model.install(*index, *term);
+            }
         }
         states.push(model.clone());
     }
@@ -76,6 +91,13 @@ fn run_step(wal: &Wal, step: &Step) -> raft_wal::Result<()> {
             writer.finish().map(|_| ())
         }
         Step::Compact(first_index) => wal.compact(*first_index),
+        Step::Receive { index, term } => {
+            let mut writer =
+                wal.snapshot_writer(*index, *term, Bytes::from_static(b"voters=1,2,3"))?;
+            std::io::Write::write_all(&mut writer, &[7u8; 900]).expect("buffered write");
+            let staged = writer.finish_staged()?;
+            wal.install_staged(staged).map(|_| ())
+        }
         Step::Install { index, .. } => {
             let meta = wal
                 .latest_snapshot()
@@ -105,9 +127,19 @@ fn check_recovery(
         Err(error) => panic!("{context}: recovery failed: {error}"),
     };
     let observed = observe(&wal);
+    // §5.2: never forget an acknowledged term or vote (checked on its own, so that a
+    // failure names the vote even where the full comparison below would also fail).
+    let acknowledged = states[acked].hard_state;
+    let recovered = observed.hard_state;
+    assert!(
+        recovered.term > acknowledged.term
+            || (recovered.term == acknowledged.term
+                && (acknowledged.vote == 0 || recovered.vote == acknowledged.vote)),
+        "{context}: recovered {recovered:?} forgets acknowledged {acknowledged:?}"
+    );
     let candidates: Vec<Observed> = states[acked..states.len().min(acked + 2)]
         .iter()
-        .map(ModelLog::observed)
+        .map(|state| state.reopened().observed())
         .collect();
     assert!(
         candidates.contains(&observed),

@@ -71,8 +71,13 @@ impl Harness {
         self.storage.crash(crash_mode(selector, self.crashes));
         let wal = common::open(&self.storage, common::small_options()).expect("recovery");
         let observed = observe(&wal);
-        if observed == self.model.observed() {
-        } else if let Some(next) = in_flight.filter(|next| next.observed() == observed) {
+        let in_flight = in_flight.map(ModelLog::reopened);
+        if observed == self.model.reopened().observed() {
+            self.model = self.model.reopened();
+        } else if let Some(next) = in_flight
+            .as_ref()
+            .filter(|next| next.observed() == observed)
+        {
             self.model = next.clone();
         } else {
             panic!(
@@ -152,7 +157,7 @@ impl Harness {
                 }
                 let term = model.term(index).expect("inside the log");
                 let mut next = self.model.clone();
-                next.snapshot_index = index;
+                next.take_snapshot(index, term);
                 self.step(next, |wal| write_snapshot(wal, index, term));
                 if self.model.snapshot_index != index || self.wal.is_none() {
                     return;
@@ -175,9 +180,10 @@ impl Harness {
                     )
                 };
                 let mut next = self.model.clone();
-                next.snapshot_index = index;
+                next.take_snapshot(index, term);
                 self.step(next, |wal| write_snapshot(wal, index, term));
-                if self.model.snapshot_index != index {
+                if self.model.snapshot_index != index || self.model.first_index > index {
+                    // Not written, or a crash and the open-time rule installed it.
                     return;
                 }
                 let mut next = self.model.clone();
