@@ -585,18 +585,19 @@ impl Loop {
     }
 
     /// raft-core asks to install a snapshot: the WAL makes it the log's base (the
-    /// returned completion, if any, fires once that is durable) and the state
-    /// machine becomes the snapshot's.
+    /// returned completion fires once that is durable; the batch's own write is
+    /// queued behind it) and the state machine becomes the snapshot's.
     fn install_snapshot(
         &mut self,
         snapshot: &raft_core::SnapshotMeta,
     ) -> Result<Option<Completion<Appended>>, String> {
         let installing = self.snapshots.install(snapshot)?;
+        let completion = Some(installing.completion);
         self.node.log_store().forget();
         *self.shared.kv.write().expect("kv lock") = installing.kv;
         *self.shared.membership.lock().expect("membership lock") = installing.membership;
         self.sync_transport_members();
-        Ok(installing.completion)
+        Ok(completion)
     }
 
     fn current_membership(&self) -> Membership {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use raft_core::{LogIndex, Membership, Message, MessageBody, NodeId, SnapshotMeta, Term};
 use raft_transport::{FileSnapshotSinkFactory, ReceivedSnapshot, Transport};
-use raft_wal::{Appended, Completion, Wal};
+use raft_wal::{Appended, Completion, StagedSnapshot, Wal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::SnapshotResponse;
@@ -49,7 +49,7 @@ pub(crate) enum SnapshotEvent {
         from: NodeId,
         leader_term: Term,
         snapshot: SnapshotMeta,
-        result: Result<KvStore, String>,
+        result: Result<(KvStore, StagedSnapshot), String>,
     },
 }
 
@@ -68,8 +68,7 @@ pub(crate) enum NodeAction {
 pub(crate) struct Installing {
     pub(crate) kv: KvStore,
     pub(crate) membership: Membership,
-    /// `None` when the install is already durable.
-    pub(crate) completion: Option<Completion<Appended>>,
+    pub(crate) completion: Completion<Appended>,
 }
 
 /// A snapshot being written on a blocking thread, and the requests waiting for it.
@@ -79,13 +78,12 @@ struct SnapshotJob {
     started: Instant,
 }
 
-/// A staged snapshot waiting for raft-core to ask for it.
+/// A staged snapshot whose message was just stepped into the node. After the
+/// node's next readies it is either being installed or discarded.
 struct PendingRestore {
     index: LogIndex,
     kv: KvStore,
-    /// Whether its message was stepped into the node: after the node's next ready,
-    /// a restore it did not ask for is discarded.
-    stepped: bool,
+    staged: StagedSnapshot,
 }
 
 /// The driver's snapshot state. See the module documentation.
@@ -304,11 +302,14 @@ impl SnapshotManager {
                 snapshot,
                 result,
             } => match result {
-                Ok(kv) => {
+                Ok((kv, staged)) => {
+                    if let Some(older) = self.restore.take() {
+                        discard(older);
+                    }
                     self.restore = Some(PendingRestore {
                         index: snapshot.index,
                         kv,
-                        stepped: true,
+                        staged,
                     });
                     NodeAction::Step(Message {
                         from,
@@ -329,9 +330,9 @@ impl SnapshotManager {
     /// message the node did not turn into an install (it was stale, or this member
     /// moved to a newer term) is discarded.
     pub(crate) fn settle(&mut self) {
-        if self.restore.as_ref().is_some_and(|r| r.stepped) {
-            let restore = self.restore.take().expect("checked");
+        if let Some(restore) = self.restore.take() {
             tracing::info!(index = %restore.index, "received snapshot not installed; discarded");
+            discard(restore);
         }
     }
 
@@ -350,20 +351,13 @@ impl SnapshotManager {
             ));
         };
         let index = restore.index;
-        let meta = self
-            .wal
-            .latest_snapshot()
-            .filter(|m| m.index == index.0)
-            .ok_or_else(|| format!("snapshot {index} is not durable"))?;
-        self.wal
-            .install_snapshot(&meta)
-            .map_err(|e| format!("installing snapshot {index}: {e}"))?;
+        let completion = self.wal.submit_install_staged(restore.staged);
         self.last_index = index.0;
-        tracing::info!(index = index.0, "snapshot installed");
+        tracing::info!(index = index.0, "installing a snapshot from the leader");
         Ok(Installing {
             kv: restore.kv,
             membership: snapshot.membership.clone(),
-            completion: None,
+            completion,
         })
     }
 
@@ -400,6 +394,16 @@ impl SnapshotManager {
             let _ = reply.send(response.clone());
         }
     }
+}
+
+/// Deletes a staged snapshot that will not be installed, off the caller's thread.
+fn discard(restore: PendingRestore) {
+    let index = restore.index;
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = restore.staged.discard() {
+            tracing::warn!(%index, error = %e, "could not delete a staged snapshot");
+        }
+    });
 }
 
 /// When each peer whose snapshot transfer failed may be sent one again: the pause

@@ -1,10 +1,11 @@
 //! Snapshots in raftd: taking one (the key-value state at the applied index, written
 //! through raft-wal's snapshot writer, then compacting the log), sending one to a
 //! follower that needs it (through raft-transport's resumable snapshot stream), and
-//! restoring one that arrived. Keeps true: a snapshot is durable before the log it
-//! covers is compacted; a received snapshot is durable in this member's WAL before
-//! raft-core is told about it, and the state machine is replaced only when raft-core
-//! asks to install it.
+//! staging one that arrived. Keeps true: a snapshot is durable before the log it
+//! covers is compacted; a received snapshot is staged (durable, not yet the latest,
+//! deleting nothing) before raft-core is told about it, and becomes the latest, with
+//! the log cut to match, only in the WAL operation that installs it when raft-core
+//! asks. The functions here block; the snapshot manager runs them off the driver.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_core::{LogIndex, Membership, SnapshotMeta, Term};
 use raft_transport::{SnapshotHeader, Transport};
-use raft_wal::Wal;
+use raft_wal::{StagedSnapshot, Wal};
 
 use crate::kv::KvStore;
 use crate::storage::{decode_membership, encode_membership};
@@ -152,9 +153,15 @@ fn copy_latest(wal: &Wal, path: &Path, index: LogIndex) -> Result<u64, String> {
     Ok(copied)
 }
 
-/// Makes a snapshot that arrived at `path` durable in this member's WAL and returns
-/// its state machine. raft-core is told afterwards.
-pub(crate) fn receive(wal: &Wal, path: &Path, snapshot: &SnapshotMeta) -> Result<KvStore, String> {
+/// Stages a snapshot that arrived at `path` in this member's WAL (durable, but not
+/// its latest snapshot until installed) and returns its state machine. raft-core is
+/// told afterwards; if it asks to install it, [`raft_wal::Wal::submit_install_staged`]
+/// makes it the log's base, otherwise the staged copy is discarded.
+pub(crate) fn receive(
+    wal: &Wal,
+    path: &Path,
+    snapshot: &SnapshotMeta,
+) -> Result<(KvStore, StagedSnapshot), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let (kv, _) = KvStore::read_snapshot(io::BufReader::new(file)).map_err(|e| e.to_string())?;
     if kv.applied_index() != snapshot.index.0 {
@@ -170,7 +177,7 @@ pub(crate) fn receive(wal: &Wal, path: &Path, snapshot: &SnapshotMeta) -> Result
         .map_err(|e| e.to_string())?;
     let mut data = File::open(path).map_err(|e| e.to_string())?;
     io::copy(&mut data, &mut writer).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
+    let staged = writer.finish_staged().map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(path);
-    Ok(kv)
+    Ok((kv, staged))
 }
