@@ -110,6 +110,14 @@ struct PendingWrite {
     submitted: Instant,
 }
 
+/// A client's write proposed to the node and not answered yet.
+struct PendingProposal {
+    reply: oneshot::Sender<Result<ApplyResult, ServiceError>>,
+    proposed_at: Instant,
+    /// Whether the command is a put, whose result is known without applying it.
+    is_put: bool,
+}
+
 /// Resolves when the oldest handed-out write is durable (or failed). Writes complete
 /// in submission order, so waiting on the oldest is enough.
 struct OldestWrite<'a>(&'a mut VecDeque<PendingWrite>);
@@ -162,7 +170,7 @@ struct Loop {
     shared: Arc<Shared>,
     /// Writes handed to the WAL and not yet acknowledged to the node, oldest first.
     writes: VecDeque<PendingWrite>,
-    pending_writes: HashMap<EntryId, (oneshot::Sender<Result<ApplyResult, ServiceError>>, Instant)>,
+    pending_writes: HashMap<EntryId, PendingProposal>,
     pending_changes: HashMap<EntryId, oneshot::Sender<Result<(), ServiceError>>>,
     pending_reads: HashMap<u64, oneshot::Sender<Result<(), ServiceError>>>,
     reads_waiting_apply: BTreeMap<LogIndex, Vec<oneshot::Sender<Result<(), ServiceError>>>>,
@@ -353,16 +361,24 @@ impl Loop {
 
     fn on_request(&mut self, request: Request) {
         match request {
-            Request::Propose { command, reply } => match self.node.propose(command) {
-                Ok(id) => {
-                    self.shared.metrics.proposals_pending.inc();
-                    self.pending_writes.insert(id, (reply, Instant::now()));
+            Request::Propose { command, reply } => {
+                let is_put = kv::Command::is_put(&command);
+                match self.node.propose(command) {
+                    Ok(id) => {
+                        self.shared.metrics.proposals_pending.inc();
+                        let proposal = PendingProposal {
+                            reply,
+                            proposed_at: Instant::now(),
+                            is_put,
+                        };
+                        self.pending_writes.insert(id, proposal);
+                    }
+                    Err(e) => {
+                        self.shared.metrics.proposal_failed("not_leader");
+                        let _ = reply.send(Err(map_core_error(e)));
+                    }
                 }
-                Err(e) => {
-                    self.shared.metrics.proposal_failed("not_leader");
-                    let _ = reply.send(Err(map_core_error(e)));
-                }
-            },
+            }
             Request::Read { mode, reply } => {
                 self.next_read_id += 1;
                 match self.node.read_index(self.next_read_id, mode) {
@@ -470,14 +486,17 @@ impl Loop {
             }
             for outcome in ready.proposal_outcomes {
                 let failure = match outcome.result {
-                    ProposalResult::Committed => continue,
+                    ProposalResult::Committed => {
+                        self.answer_committed_by_snapshot(outcome.proposal);
+                        continue;
+                    }
                     ProposalResult::Dropped => ("dropped", ServiceError::Dropped),
                     ProposalResult::Unknown => ("unknown", ServiceError::Unknown),
                 };
-                if let Some((reply, _)) = self.pending_writes.remove(&outcome.proposal) {
+                if let Some(proposal) = self.pending_writes.remove(&outcome.proposal) {
                     self.shared.metrics.proposals_pending.dec();
                     self.shared.metrics.proposal_failed(failure.0);
-                    let _ = reply.send(Err(failure.1.clone()));
+                    let _ = proposal.reply.send(Err(failure.1.clone()));
                 }
                 if let Some(reply) = self.pending_changes.remove(&outcome.proposal) {
                     let _ = reply.send(Err(failure.1));
@@ -508,6 +527,33 @@ impl Loop {
         self.snapshots.settle();
         self.publish_status();
         Ok(())
+    }
+
+    /// The node reports `proposal` committed. Normally applying its entry answers the
+    /// client; but if a snapshot installed here covers the index, the entry is never
+    /// applied on this member, and the client is answered now. A put's result (its
+    /// revision is its index) is known without applying it; a delete's or a
+    /// transaction's depends on the state it ran against, which only the snapshot
+    /// reflects, so the client hears that the outcome is unknown here.
+    fn answer_committed_by_snapshot(&mut self, proposal: EntryId) {
+        if proposal.index.0 > self.applied_index() {
+            return; // Applying it will answer.
+        }
+        let Some(pending) = self.pending_writes.remove(&proposal) else {
+            return;
+        };
+        let metrics = &self.shared.metrics;
+        metrics.proposals_pending.dec();
+        let result = if pending.is_put {
+            metrics.proposals_committed.inc();
+            Ok(ApplyResult::Put {
+                revision: proposal.index.0,
+            })
+        } else {
+            metrics.proposal_failed("unknown");
+            Err(ServiceError::Unknown)
+        };
+        let _ = pending.reply.send(result);
     }
 
     fn applied_index(&self) -> u64 {
@@ -561,13 +607,13 @@ impl Loop {
             .observe(started.elapsed().as_secs_f64());
         metrics.proposals_applied.inc_by(entries.len() as u64);
         for (id, result) in results {
-            if let Some((reply, proposed_at)) = self.pending_writes.remove(&id) {
+            if let Some(proposal) = self.pending_writes.remove(&id) {
                 metrics.proposals_pending.dec();
                 metrics.proposals_committed.inc();
                 metrics
                     .proposal_commit_duration
-                    .observe(proposed_at.elapsed().as_secs_f64());
-                let _ = reply.send(Ok(result));
+                    .observe(proposal.proposed_at.elapsed().as_secs_f64());
+                let _ = proposal.reply.send(Ok(result));
             }
         }
         // Reads whose index is now applied.
@@ -634,8 +680,8 @@ impl Loop {
     }
 
     fn fail_all(&mut self, error: ServiceError) {
-        for (_, (reply, _)) in self.pending_writes.drain() {
-            let _ = reply.send(Err(ServiceError::Unknown));
+        for (_, proposal) in self.pending_writes.drain() {
+            let _ = proposal.reply.send(Err(ServiceError::Unknown));
         }
         for (_, reply) in self.pending_changes.drain() {
             let _ = reply.send(Err(ServiceError::Unknown));

@@ -236,6 +236,12 @@ impl Command {
         out.freeze()
     }
 
+    /// Whether `encoded` (an output of [`Command::encode`]) is a put, read from its
+    /// first two bytes without decoding the rest.
+    pub fn is_put(encoded: &[u8]) -> bool {
+        encoded.get(..2) == Some(&[FORMAT_VERSION, TAG_PUT][..])
+    }
+
     /// Decodes a command. Never panics; keys and values share `input`'s buffer, and
     /// every length and count is checked against the bytes that remain before use.
     pub fn decode(input: Bytes) -> Result<Command, KvError> {
@@ -511,6 +517,19 @@ pub(crate) mod tests {
             Command::decode(Bytes::new()),
             Err(KvError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn is_put_tells_puts_from_deletes_and_transactions() {
+        let key = Bytes::from_static(b"k");
+        let put = Command::Put {
+            key: key.clone(),
+            value: Bytes::from_static(b"v"),
+        };
+        assert!(Command::is_put(&put.encode()));
+        assert!(!Command::is_put(&Command::Delete { key }.encode()));
+        assert!(!Command::is_put(b""));
+        assert!(!Command::is_put(&[FORMAT_VERSION]));
     }
 
     #[test]
