@@ -6,7 +6,8 @@
 use crate::config::Mutation;
 use crate::error::StorageError;
 use crate::message::{
-    AppendRequest, AppendResponse, Heartbeat, MessageBody, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, MessageBody, VoteRequest,
+    VoteResponse,
 };
 use crate::node::{Node, SendAfter};
 use crate::quorum::{self, VoteResult};
@@ -302,7 +303,14 @@ impl<S: LogStore> Node<S> {
 
     pub(crate) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
         if self.follow_heartbeat(from, heartbeat.leader_commit) {
-            self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+            let response = HeartbeatResponse {
+                round: Some(heartbeat.round),
+            };
+            self.send(
+                from,
+                MessageBody::HeartbeatResponse(response),
+                SendAfter::Now,
+            );
         }
     }
 
