@@ -189,6 +189,9 @@ pub struct Cluster {
     leaders: BTreeMap<Term, NodeId>,
     entry_ids: BTreeMap<(LogIndex, Term), (Term, EntryPayload)>,
     committed: Vec<Entry>,
+    /// For each committed entry, the term of the member that first reported it
+    /// committed: the entry was committed in that term or an earlier one.
+    committed_in: Vec<Term>,
     applied: Vec<Entry>,
     proposals: BTreeMap<EntryId, ProposalState>,
     next_command: u64,
@@ -298,6 +301,7 @@ impl Cluster {
             leaders: BTreeMap::new(),
             entry_ids: BTreeMap::new(),
             committed: Vec::new(),
+            committed_in: Vec::new(),
             applied: Vec::new(),
             proposals: BTreeMap::new(),
             next_command: 0,
@@ -802,7 +806,8 @@ impl Cluster {
         let Some(node) = self.nodes[i].node.as_ref() else {
             return;
         };
-        let commit = node.status().commit_index.0 as usize;
+        let status = node.status();
+        let commit = status.commit_index.0 as usize;
         let shadow = &self.nodes[i].shadow;
         if commit > shadow.len() {
             let message = format!(
@@ -826,6 +831,7 @@ impl Cluster {
                 }
             } else {
                 self.committed.push(entry.clone());
+                self.committed_in.push(status.term);
             }
         }
         for index in problems {
@@ -1062,12 +1068,18 @@ impl Cluster {
         }
     }
 
-    /// Leader completeness (§5.4): a new leader's log holds every committed entry,
-    /// and with it every proposal acknowledged as committed.
+    /// Leader completeness (§5.4): a new leader's log holds every entry committed in
+    /// an earlier term, and with it every proposal acknowledged as committed. (A
+    /// member may win an old term late, say after a stall delayed the last vote it
+    /// needed; it need not hold what later terms committed.)
     fn check_leader_completeness(&mut self, i: usize) {
         let shadow = &self.nodes[i].shadow;
+        let term = self.nodes[i].was_leader_in.unwrap_or_default();
         let mut missing = None;
         for (position, entry) in self.committed.iter().enumerate() {
+            if self.committed_in[position] >= term {
+                continue;
+            }
             if shadow.get(position) != Some(entry) {
                 missing = Some(position + 1);
                 break;
