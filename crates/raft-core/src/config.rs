@@ -48,6 +48,12 @@ pub struct Config {
     pub applied_index: LogIndex,
     /// Seed of the node's randomness (election timeouts).
     pub seed: u64,
+    /// A number no earlier process of this member used: the driver picks a new one
+    /// at every process start (a random `u64`, or a durable counter). Reads this
+    /// member forwards to its leader carry it, so that an answer addressed to an
+    /// earlier process (the transport may deliver one after a restart) is not taken
+    /// for the answer to a new read with the same request id.
+    pub incarnation: u64,
     /// Deliberately broken protocol rules, to prove that the simulator catches them.
     /// Always [`Mutation::None`] outside such tests.
     #[doc(hidden)]
@@ -87,6 +93,7 @@ impl Config {
             max_apply_bytes: 16 * 1024 * 1024,
             applied_index: LogIndex(0),
             seed: id.0,
+            incarnation: 0,
             mutation: Mutation::None,
         }
     }

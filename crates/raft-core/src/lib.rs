@@ -126,9 +126,9 @@ pub use config::{Config, Mutation};
 pub use error::{Error, StorageError};
 pub use membership::{Membership, MembershipChange};
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, HeartbeatRound, Message,
-    MessageBody, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse,
-    VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, ForwardedReadId, Heartbeat, HeartbeatResponse, HeartbeatRound,
+    Message, MessageBody, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest,
+    ReadIndexResponse, VoteRequest, VoteResponse,
 };
 pub use node::Node;
 pub use progress::ProgressState;

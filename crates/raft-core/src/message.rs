@@ -184,18 +184,30 @@ pub struct ReadHeartbeatResponse {
     pub round: HeartbeatRound,
 }
 
+/// The follower's wire id for one forwarded read, distinct from its caller's request
+/// id. It names the follower's process incarnation, so an answer meant for an
+/// earlier process of the same member (kept queued by the transport across a lost
+/// connection) matches no read of the current one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct ForwardedReadId {
+    /// The follower's [`Config::incarnation`](crate::Config::incarnation).
+    pub incarnation: u64,
+    /// Grows with every read the follower forwards in this incarnation.
+    pub sequence: u64,
+}
+
 /// A follower's request for a read index.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReadIndexRequest {
     /// The follower's id for the request, echoed in the answer.
-    pub request_id: u64,
+    pub id: ForwardedReadId,
 }
 
 /// The leader's answer to a [`ReadIndexRequest`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReadIndexResponse {
     /// The follower's id for the request.
-    pub request_id: u64,
+    pub id: ForwardedReadId,
     /// The read index, or `None` if the leader could not serve the read (it is
     /// transferring leadership or stepped down); the follower retries.
     pub index: Option<LogIndex>,

@@ -558,11 +558,9 @@ impl<S: LogStore> Node<S> {
             MessageBody::ReadHeartbeatResponse(response) => {
                 self.handle_read_heartbeat_response(from, response.round)
             }
-            MessageBody::ReadIndex(request) => {
-                self.handle_read_index_request(from, request.request_id)
-            }
+            MessageBody::ReadIndex(request) => self.handle_read_index_request(from, request.id),
             MessageBody::ReadIndexResponse(response) => {
-                self.handle_read_index_response(response);
+                self.handle_read_index_response(term, response);
                 Ok(())
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),

@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::error::{Error, StorageError};
 use crate::message::{
-    HeartbeatRound, MessageBody, ReadHeartbeat, ReadIndexRequest, ReadIndexResponse,
+    ForwardedReadId, HeartbeatRound, MessageBody, ReadHeartbeat, ReadIndexRequest,
+    ReadIndexResponse,
 };
 use crate::node::{Node, SendAfter};
 use crate::quorum::{self, VoteResult};
 use crate::status::Role;
 use crate::storage::LogStore;
-use crate::types::{LogIndex, Monotonic, NodeId};
+use crate::types::{LogIndex, Monotonic, NodeId, Term};
 
 /// How a read is confirmed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,10 +47,20 @@ pub struct ReadState {
 
 /// Who asked for a read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct ReadRequest {
-    pub(crate) request_id: u64,
-    /// `None` for this member's own client, else the follower that forwarded it.
-    pub(crate) from: Option<NodeId>,
+pub(crate) enum ReadRequest {
+    /// This member's own client, with the caller's id.
+    Local { request_id: u64 },
+    /// A follower, with its wire id for the read.
+    Forwarded { from: NodeId, id: ForwardedReadId },
+}
+
+/// On a follower: one read forwarded to the leader and not yet answered.
+#[derive(Clone, Copy, Debug)]
+struct ForwardedRead {
+    /// The caller's id, handed back in the [`ReadState`].
+    request_id: u64,
+    /// The term the request was sent in: only that term's leader may answer it.
+    term: Term,
 }
 
 #[derive(Clone, Debug)]
@@ -82,9 +93,11 @@ pub(crate) struct ReadOnly {
     /// Reads that arrived before this leader committed an entry of its term.
     waiting_for_commit: Vec<(ReadRequest, ReadMode)>,
     broadcast_pending: bool,
-    /// On a follower: reads forwarded to the leader and not answered yet. An answer
-    /// is passed on once (the network may duplicate it).
-    forwarded: BTreeSet<u64>,
+    /// On a follower: reads forwarded to the leader and not answered yet, by wire
+    /// sequence. An answer is passed on once (the network may duplicate it).
+    forwarded: BTreeMap<u64, ForwardedRead>,
+    /// The wire sequence of the next forwarded read.
+    next_forwarded_sequence: u64,
 }
 
 impl<S: LogStore> Node<S> {
@@ -105,20 +118,28 @@ impl<S: LogStore> Node<S> {
             return Err(Error::LeaseReadWithoutCheckQuorum);
         }
         self.observe_time(now);
-        let request = ReadRequest {
-            request_id,
-            from: None,
-        };
+        let request = ReadRequest::Local { request_id };
         match (self.role, self.leader) {
             (Role::Leader, _) => {
                 let result = self.leader_read(request, mode);
                 self.record(result)
             }
             (_, Some(leader)) => {
-                self.read_only.forwarded.insert(request_id);
+                // The caller's id stays here; the wire carries this process's own id.
+                let sequence = self.read_only.next_forwarded_sequence;
+                self.read_only.next_forwarded_sequence += 1;
+                let forwarded = ForwardedRead {
+                    request_id,
+                    term: self.term,
+                };
+                self.read_only.forwarded.insert(sequence, forwarded);
+                let id = ForwardedReadId {
+                    incarnation: self.config.incarnation,
+                    sequence,
+                };
                 self.send(
                     leader,
-                    MessageBody::ReadIndex(ReadIndexRequest { request_id }),
+                    MessageBody::ReadIndex(ReadIndexRequest { id }),
                     SendAfter::Now,
                 );
                 Ok(())
@@ -238,18 +259,14 @@ impl<S: LogStore> Node<S> {
     }
 
     fn finish_read(&mut self, request: ReadRequest, index: Option<LogIndex>) {
-        match request.from {
-            None => self.read_states.push(ReadState {
-                request_id: request.request_id,
-                index,
-            }),
-            Some(follower) => {
-                let response = ReadIndexResponse {
-                    request_id: request.request_id,
-                    index,
-                };
+        match request {
+            ReadRequest::Local { request_id } => {
+                self.read_states.push(ReadState { request_id, index })
+            }
+            ReadRequest::Forwarded { from, id } => {
+                let response = ReadIndexResponse { id, index };
                 self.send(
-                    follower,
+                    from,
                     MessageBody::ReadIndexResponse(response),
                     SendAfter::Now,
                 );
@@ -261,12 +278,9 @@ impl<S: LogStore> Node<S> {
     pub(crate) fn handle_read_index_request(
         &mut self,
         from: NodeId,
-        request_id: u64,
+        id: ForwardedReadId,
     ) -> Result<(), StorageError> {
-        let request = ReadRequest {
-            request_id,
-            from: Some(from),
-        };
+        let request = ReadRequest::Forwarded { from, id };
         if self.role == Role::Leader {
             self.leader_read(request, ReadMode::Quorum)
         } else {
@@ -275,20 +289,33 @@ impl<S: LogStore> Node<S> {
         }
     }
 
-    pub(crate) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
-        if self.read_only.forwarded.remove(&response.request_id) {
-            self.read_states.push(ReadState {
-                request_id: response.request_id,
-                index: response.index,
-            });
+    /// The leader answered a forwarded read, in `term`. An answer names this
+    /// process's incarnation, or it was meant for an earlier process of this member
+    /// and is ignored. An answer from another term than the one the request was
+    /// sent in is not that leader's confirmation: the caller retries.
+    pub(crate) fn handle_read_index_response(&mut self, term: Term, response: ReadIndexResponse) {
+        if response.id.incarnation != self.config.incarnation {
+            return;
         }
+        let Some(read) = self.read_only.forwarded.remove(&response.id.sequence) else {
+            return;
+        };
+        let index = if read.term == term {
+            response.index
+        } else {
+            None
+        };
+        self.read_states.push(ReadState {
+            request_id: read.request_id,
+            index,
+        });
     }
 
     /// A new term began: the leader that forwarded reads went to may never answer.
     pub(crate) fn abandon_forwarded_reads(&mut self) {
-        for request_id in std::mem::take(&mut self.read_only.forwarded) {
+        for read in std::mem::take(&mut self.read_only.forwarded).into_values() {
             self.read_states.push(ReadState {
-                request_id,
+                request_id: read.request_id,
                 index: None,
             });
         }

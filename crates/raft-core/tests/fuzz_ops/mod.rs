@@ -15,10 +15,11 @@ use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    AppendRequest, AppendResponse, Config, Entry, EntryPayload, Heartbeat, HeartbeatResponse,
-    HeartbeatRound, LogIndex, LogStore, Membership, MembershipChange, MemoryLogStore, Message,
-    MessageBody, Monotonic, Node, NodeId, Persist, ReadHeartbeat, ReadHeartbeatResponse,
-    ReadIndexRequest, ReadIndexResponse, ReadMode, SnapshotMeta, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Config, Entry, EntryPayload, ForwardedReadId, Heartbeat,
+    HeartbeatResponse, HeartbeatRound, LogIndex, LogStore, Membership, MembershipChange,
+    MemoryLogStore, Message, MessageBody, Monotonic, Node, NodeId, Persist, ReadHeartbeat,
+    ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, ReadMode, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 
 /// Reads small numbers from the fuzz input; runs dry as zeros.
@@ -193,6 +194,13 @@ fn compact(store: &MemoryLogStore, node: &Node<MemoryLogStore>) {
     });
 }
 
+fn forwarded_read_id(input: &mut Input<'_>) -> ForwardedReadId {
+    ForwardedReadId {
+        incarnation: input.small(1),
+        sequence: input.small(4),
+    }
+}
+
 fn round(input: &mut Input<'_>) -> HeartbeatRound {
     HeartbeatRound {
         term: Term(input.small(4)),
@@ -283,7 +291,7 @@ fn message(input: &mut Input<'_>) -> Message {
             round: round(input),
         }),
         13 => MessageBody::ReadIndex(ReadIndexRequest {
-            request_id: input.small(4),
+            id: forwarded_read_id(input),
         }),
         14 => {
             let index = if input.byte() & 1 == 0 {
@@ -293,7 +301,7 @@ fn message(input: &mut Input<'_>) -> Message {
             };
             match input.byte() % 2 {
                 0 => MessageBody::ReadIndexResponse(ReadIndexResponse {
-                    request_id: input.small(4),
+                    id: forwarded_read_id(input),
                     index,
                 }),
                 _ => MessageBody::TimeoutNow,

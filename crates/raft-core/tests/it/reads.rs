@@ -43,7 +43,10 @@ fn stalled_leader_serves_no_stale_lease_read() {
     cluster.run_ticks(5);
     assert!(cluster.n_applied(write.index).0 >= 2, "the write committed");
     assert!(cluster.is_stalled(old), "still stalled");
-    assert!(cluster.is_leader(old), "the stalled leader still thinks it leads");
+    assert!(
+        cluster.is_leader(old),
+        "the stalled leader still thinks it leads"
+    );
 
     let answered = cluster.reads_served + cluster.reads_retried;
     cluster.run_ticks(60);

@@ -36,7 +36,8 @@
 //!   slow network path); `release-msgs` puts them back at the end of the queue.
 //! - `partition <id>...` / `heal`: the listed members on one side, the rest on the other.
 //! - `crash <id>`: lose its pending writes and restart it from its store (the
-//!   application restores its state from the store's snapshot, if any).
+//!   application restores its state from the store's snapshot, if any), as a new
+//!   process: with the next `Config::incarnation`.
 //! - `status <id>`, `log <id>` (the durable store: snapshot, hard state and entries),
 //!   `membership <id>` (the configuration in effect on the member).
 //! - `read-index <id> req=<n> [mode=quorum|lease]`: `Node::read_index`; the answer
@@ -571,6 +572,8 @@ impl Env {
         member.pending.clear();
         // The application restores its state machine from its snapshot (if any) and
         // applies the committed entries after it again.
+        // A new process: a new incarnation (the driver would draw a random one).
+        member.config.incarnation += 1;
         let mut config = member.config.clone();
         config.applied_index = member.store.snapshot().expect("memory store").index;
         member.node = Node::new(config, member.store.clone()).expect("restart");
@@ -816,10 +819,13 @@ fn fmt_message(m: &Message) -> String {
         MessageBody::ReadHeartbeatResponse(r) => {
             format!("ReadHeartbeatResp round={}", fmt_round(r.round))
         }
-        MessageBody::ReadIndex(r) => format!("ReadIndex req={}", r.request_id),
+        MessageBody::ReadIndex(r) => {
+            format!("ReadIndex id={}.{}", r.id.incarnation, r.id.sequence)
+        }
         MessageBody::ReadIndexResponse(r) => format!(
-            "ReadIndexResp req={} index={}",
-            r.request_id,
+            "ReadIndexResp id={}.{} index={}",
+            r.id.incarnation,
+            r.id.sequence,
             r.index.map_or("retry".to_string(), |i| i.to_string())
         ),
         MessageBody::TimeoutNow => "TimeoutNow".to_string(),

@@ -339,6 +339,7 @@ impl Cluster {
             .wrapping_mul(1_000_003)
             .wrapping_add(sim.id.0 * 7919 + sim.incarnation);
         config.mutation = self.mutation;
+        config.incarnation = sim.incarnation;
         (self.tune)(&mut config);
         // The lease is half the shortest election timeout, in clock time.
         config.lease_duration_micros =

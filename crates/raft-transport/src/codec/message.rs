@@ -6,10 +6,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeSet;
 
 use raft_core::{
-    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, HeartbeatResponse,
-    HeartbeatRound, LogIndex, Membership, Message, MessageBody, NodeId, ReadHeartbeat,
-    ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, SnapshotMeta, Term, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Entry, EntryPayload, ForwardedReadId, Heartbeat,
+    HeartbeatResponse, HeartbeatRound, LogIndex, Membership, Message, MessageBody, NodeId,
+    ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 
 use super::{Reader, begin_frame, check_version, finish_frame};
@@ -96,9 +96,9 @@ pub fn encoded_len(message: &Message) -> usize {
             1 + ROUND_BYTES * usize::from(response.round.is_some())
         }
         MessageBody::ReadHeartbeatResponse(_) => ROUND_BYTES,
-        MessageBody::ReadIndex(_) => 8,
+        MessageBody::ReadIndex(_) => FORWARDED_READ_ID_BYTES,
         MessageBody::ReadIndexResponse(response) => {
-            8 + 1 + 8 * usize::from(response.index.is_some())
+            FORWARDED_READ_ID_BYTES + 1 + 8 * usize::from(response.index.is_some())
         }
         MessageBody::InstallSnapshot(meta) => 16 + membership_len(&meta.membership),
         _ => 0,
@@ -118,6 +118,21 @@ fn decode_round(reader: &mut Reader) -> Result<HeartbeatRound, TransportError> {
     Ok(HeartbeatRound {
         term: Term(reader.u64("round term")?),
         sequence: reader.u64("round sequence")?,
+    })
+}
+
+/// Bytes of a forwarded read's id: incarnation, sequence.
+const FORWARDED_READ_ID_BYTES: usize = 16;
+
+fn encode_forwarded_read_id(id: ForwardedReadId, out: &mut BytesMut) {
+    out.put_u64_le(id.incarnation);
+    out.put_u64_le(id.sequence);
+}
+
+fn decode_forwarded_read_id(reader: &mut Reader) -> Result<ForwardedReadId, TransportError> {
+    Ok(ForwardedReadId {
+        incarnation: reader.u64("read incarnation")?,
+        sequence: reader.u64("read sequence")?,
     })
 }
 
@@ -207,11 +222,11 @@ fn encode_body(body: &MessageBody, out: &mut BytesMut) -> Result<u8, TransportEr
             tag::READ_HEARTBEAT_RESPONSE
         }
         MessageBody::ReadIndex(request) => {
-            out.put_u64_le(request.request_id);
+            encode_forwarded_read_id(request.id, out);
             tag::READ_INDEX
         }
         MessageBody::ReadIndexResponse(response) => {
-            out.put_u64_le(response.request_id);
+            encode_forwarded_read_id(response.id, out);
             out.put_u8(u8::from(response.index.is_some()));
             if let Some(index) = response.index {
                 out.put_u64_le(index.0);
@@ -266,10 +281,10 @@ fn decode_body(tag: u8, reader: &mut Reader) -> Result<MessageBody, TransportErr
             round: decode_round(reader)?,
         }),
         tag::READ_INDEX => MessageBody::ReadIndex(ReadIndexRequest {
-            request_id: reader.u64("request_id")?,
+            id: decode_forwarded_read_id(reader)?,
         }),
         tag::READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: reader.u64("request_id")?,
+            id: decode_forwarded_read_id(reader)?,
             index: match reader.bool("has read index")? {
                 true => Some(LogIndex(reader.u64("read index")?)),
                 false => None,

@@ -77,13 +77,24 @@ fn every_kind_round_trips() {
             round,
         }),
         MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { round }),
-        MessageBody::ReadIndex(ReadIndexRequest { request_id: 9 }),
+        MessageBody::ReadIndex(ReadIndexRequest {
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 9,
+            },
+        }),
         MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: 9,
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 9,
+            },
             index: Some(LogIndex(6)),
         }),
         MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: 10,
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 10,
+            },
             index: None,
         }),
         MessageBody::TimeoutNow,
@@ -282,13 +293,30 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
         round().prop_map(|round| {
             MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { round })
         }),
-        any::<u64>().prop_map(|request_id| MessageBody::ReadIndex(ReadIndexRequest { request_id })),
-        (any::<u64>(), proptest::option::of(any::<u64>())).prop_map(|(request_id, index)| {
-            MessageBody::ReadIndexResponse(ReadIndexResponse {
-                request_id,
-                index: index.map(LogIndex),
+        (any::<u64>(), any::<u64>()).prop_map(|(incarnation, sequence)| {
+            MessageBody::ReadIndex(ReadIndexRequest {
+                id: ForwardedReadId {
+                    incarnation,
+                    sequence,
+                },
             })
         }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(incarnation, sequence, index)| MessageBody::ReadIndexResponse(
+                    ReadIndexResponse {
+                        id: ForwardedReadId {
+                            incarnation,
+                            sequence,
+                        },
+                        index: index.map(LogIndex),
+                    }
+                ),
+            ),
         Just(MessageBody::TimeoutNow),
         (any::<u64>(), any::<u64>()).prop_map(|(index, term)| {
             MessageBody::TransferVote(VoteRequest {

@@ -3,10 +3,10 @@
 
 use bytes::Bytes;
 use raft_core::{
-    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, HeartbeatResponse,
-    HeartbeatRound, LogIndex, Membership, Message, MessageBody, NodeId, ReadHeartbeat,
-    ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, SnapshotMeta, Term, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Entry, EntryPayload, ForwardedReadId, Heartbeat,
+    HeartbeatResponse, HeartbeatRound, LogIndex, Membership, Message, MessageBody, NodeId,
+    ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 use raft_transport::{Incoming, TransportError};
 
@@ -61,9 +61,17 @@ fn all_kinds(from: u64, to: u64) -> Vec<Message> {
             round,
         }),
         MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { round }),
-        MessageBody::ReadIndex(ReadIndexRequest { request_id: 77 }),
+        MessageBody::ReadIndex(ReadIndexRequest {
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 77,
+            },
+        }),
         MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: 77,
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 77,
+            },
             index: Some(LogIndex(12)),
         }),
         MessageBody::TimeoutNow,
