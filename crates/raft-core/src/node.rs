@@ -45,6 +45,8 @@ pub struct Node<S: LogStore> {
     messages_after_persist: Vec<Message>,
     /// The hard state most recently handed out for persisting.
     handed_out_hard_state: HardState,
+    /// The sequence number of the next persist batch.
+    next_persist_sequence: u64,
     /// Proposals made while leader and not yet resolved: index to term.
     pub(crate) pending_proposals: BTreeMap<LogIndex, Term>,
     /// On a leader: new entries to send to followers at the next `ready`.
@@ -119,6 +121,7 @@ impl<S: LogStore> Node<S> {
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_out_hard_state: hard_state,
+            next_persist_sequence: 0,
             pending_proposals: BTreeMap::new(),
             append_pending: false,
             failure: None,
@@ -273,16 +276,14 @@ impl<S: LogStore> Node<S> {
     }
 
     /// The driver made a [`Persist`] durable (batches are acknowledged in the order
-    /// they were handed out). Acknowledgements for overwritten entries are ignored.
+    /// they were handed out). The acknowledgement covers the entries its write still
+    /// holds: none that a later write has replaced, and nothing twice.
     pub fn on_persisted(&mut self, ack: PersistAck) -> Result<(), Error> {
         self.check_failure()?;
         if let Some(index) = ack.snapshot_index {
             self.log.snapshot_persisted(index);
         }
-        if let Some(last) = ack.last_entry
-            && self.log.stable_to(last)
-            && self.role == Role::Leader
-        {
+        if self.log.write_persisted(ack.sequence) && self.role == Role::Leader {
             let persisted = self.log.persisted_index();
             let id = self.id();
             if let Some(progress) = self.progress.get_mut(&id) {
@@ -421,8 +422,11 @@ impl<S: LogStore> Node<S> {
                 self.handed_out_hard_state = hard_state;
             }
             let snapshot = self.log.take_snapshot_to_persist();
-            let entries = self.log.take_unpersisted();
+            let sequence = self.next_persist_sequence;
+            self.next_persist_sequence += 1;
+            let entries = self.log.take_unpersisted(sequence);
             let ack = PersistAck {
+                sequence,
                 snapshot_index: snapshot.as_ref().map(|s| s.index),
                 hard_state,
                 last_entry: entries.last().map(Entry::id),

@@ -7,6 +7,7 @@ mod sim;
 mod fuzz_ops;
 mod lab;
 mod lab_snapshot;
+mod persistence;
 mod quorum;
 mod reads;
 mod scenario;
