@@ -92,8 +92,10 @@ pub enum ProposalResult {
     Committed,
     /// The index was taken by another leader's entry: it will never be applied.
     Dropped,
-    /// This member replaced its log by a snapshot that covers the index, so it
-    /// cannot tell which entry was committed there. The caller must find out another
-    /// way (for example by reading what the command would have written).
+    /// This member replaced its log by a snapshot that covers the index, and the
+    /// snapshot does not tell which entry was committed there (it would if its last
+    /// entry were of the proposal's term: then the proposal is reported committed).
+    /// The caller must find out another way (for example by reading what the
+    /// command would have written).
     Unknown,
 }

@@ -12,3 +12,4 @@ mod quorum;
 mod reads;
 mod scenario;
 mod simulation;
+mod single_node;
