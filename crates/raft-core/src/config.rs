@@ -1,7 +1,10 @@
-//! A node's configuration: its id, timing in ticks, flow-control limits and the
-//! seed of its randomness. Validated once, when the node is created.
+//! A node's configuration: its id, timing in ticks (and the lease, in microseconds of
+//! the monotonic clock), flow-control limits and the seed of its randomness.
+//! Validated once, when the node is created.
 
 use crate::error::Error;
+#[cfg(doc)]
+use crate::types::Monotonic;
 use crate::types::{LogIndex, NodeId};
 
 /// How a node behaves. Build one with [`Config::new`] and adjust fields.
@@ -22,6 +25,17 @@ pub struct Config {
     /// A leader that has not heard from a quorum within an election timeout steps
     /// down; followers that heard from a leader within one ignore vote requests.
     pub check_quorum: bool,
+    /// How long a quorum's acknowledgement of a heartbeat round lets a leader serve
+    /// [`ReadMode::Lease`](crate::ReadMode::Lease) reads without a new round, in
+    /// microseconds of the [`Monotonic`] clock, counted from the round's *send* time.
+    ///
+    /// Safe only below the real time a follower waits, after hearing from the leader,
+    /// before it will vote for someone else: `election_timeout_ticks_min` ticks
+    /// (minus one tick, since the first tick may come at once), less the clock drift
+    /// between members. The driver sets it from its tick length; half the minimum
+    /// election timeout is the usual choice. The default, 500 ms, is half of 10
+    /// ticks of 100 ms.
+    pub lease_duration_micros: u64,
     /// Upper bound on the entry bytes of one AppendEntries (at least one entry is sent
     /// even if it alone is larger).
     pub max_append_bytes: u64,
@@ -34,6 +48,12 @@ pub struct Config {
     pub applied_index: LogIndex,
     /// Seed of the node's randomness (election timeouts).
     pub seed: u64,
+    /// A number no earlier process of this member used: the driver picks a new one
+    /// at every process start (a random `u64`, or a durable counter). Reads this
+    /// member forwards to its leader carry it, so that an answer addressed to an
+    /// earlier process (the transport may deliver one after a restart) is not taken
+    /// for the answer to a new read with the same request id.
+    pub incarnation: u64,
     /// Deliberately broken protocol rules, to prove that the simulator catches them.
     /// Always [`Mutation::None`] outside such tests.
     #[doc(hidden)]
@@ -67,11 +87,13 @@ impl Config {
             heartbeat_interval_ticks: 2,
             pre_vote: true,
             check_quorum: true,
+            lease_duration_micros: 500_000,
             max_append_bytes: 1024 * 1024,
             max_inflight_appends: 256,
             max_apply_bytes: 16 * 1024 * 1024,
             applied_index: LogIndex(0),
             seed: id.0,
+            incarnation: 0,
             mutation: Mutation::None,
         }
     }

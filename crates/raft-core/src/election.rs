@@ -6,7 +6,8 @@
 use crate::config::Mutation;
 use crate::error::StorageError;
 use crate::message::{
-    AppendRequest, AppendResponse, Heartbeat, MessageBody, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, MessageBody, VoteRequest,
+    VoteResponse,
 };
 use crate::node::{Node, SendAfter};
 use crate::quorum::{self, VoteResult};
@@ -268,19 +269,26 @@ impl<S: LogStore> Node<S> {
             self.log.restore(snapshot.clone());
             self.membership = snapshot.membership.clone();
             self.membership_entries.clear();
-            // Proposals the snapshot covers: only the one at its last index can be
-            // judged, by term; for the others the entries are gone.
+            // Proposals the snapshot covers; their entries are gone from this log,
+            // but the snapshot's last entry (term t at index S) still tells:
+            // - a proposal of term t is committed: entries of a term are created
+            //   only by that term's leader, which made this proposal and never
+            //   rewrites its own log; the committed (S, t) came from that log, so by
+            //   Log Matching (§5.3) the committed entry at the proposal's index is
+            //   the proposal itself;
+            // - a proposal of a term after t is dropped: terms never decrease along
+            //   a log, so every committed entry through S is of term t or earlier;
+            // - so is a proposal at S itself of another term than t;
+            // - of any other, nothing can be said: it is unknown.
             while let Some((&proposal_index, &term)) = self.pending_proposals.first_key_value() {
                 if proposal_index > index {
                     break;
                 }
                 self.pending_proposals.pop_first();
-                let result = if proposal_index == index {
-                    if term == snapshot.term {
-                        ProposalResult::Committed
-                    } else {
-                        ProposalResult::Dropped
-                    }
+                let result = if term == snapshot.term {
+                    ProposalResult::Committed
+                } else if term > snapshot.term || proposal_index == index {
+                    ProposalResult::Dropped
                 } else {
                     ProposalResult::Unknown
                 };
@@ -302,7 +310,14 @@ impl<S: LogStore> Node<S> {
 
     pub(crate) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
         if self.follow_heartbeat(from, heartbeat.leader_commit) {
-            self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+            let response = HeartbeatResponse {
+                round: Some(heartbeat.round),
+            };
+            self.send(
+                from,
+                MessageBody::HeartbeatResponse(response),
+                SendAfter::Now,
+            );
         }
     }
 
@@ -320,10 +335,14 @@ impl<S: LogStore> Node<S> {
         true
     }
 
-    /// The leader asks this member to take over (leader transfer).
+    /// The leader asks this member to take over (leader transfer). Only a follower
+    /// of that very leader acts on it. A leader must not: campaigning would leave
+    /// its role without the step-down path (its pending reads would never be
+    /// answered) and depose itself at a peer's word. A (pre-)candidate already
+    /// campaigns; a second election would only raise the term. Anything else is
+    /// stale or from a confused peer, and changes nothing.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) -> Result<(), StorageError> {
-        if self.leader != Some(from) && self.role == Role::Follower {
-            // Only the current leader may hand over; anything else is stale.
+        if self.role != Role::Follower || self.leader != Some(from) {
             return Ok(());
         }
         self.campaign_with(Campaign::Transfer)

@@ -7,8 +7,15 @@
 //! # Inputs and outputs
 //!
 //! The driver feeds in a few verbs: [`Node::tick`] (time), [`Node::step`] (a message
-//! from a peer), [`Node::propose`] (a command, on the leader), and the
-//! acknowledgements [`Node::on_persisted`] and [`Node::on_applied`]. Everything the
+//! from a peer), [`Node::propose`] (a command, on the leader), [`Node::read_index`]
+//! (a linearizable read), and the acknowledgements [`Node::on_persisted`] and
+//! [`Node::on_applied`].
+//!
+//! Time comes in two forms. Ticks pace the protocol's timers (elections, heartbeats,
+//! check-quorum); they stop while the process is paused. The driver's monotonic
+//! clock, passed to [`Node::tick`] and [`Node::read_index`] as a [`Monotonic`]
+//! reading, measures what safety depends on: lease reads. The node never reads a
+//! clock itself. Everything the
 //! node wants done comes back as one [`Ready`], split by consumer:
 //!
 //! - [`Ready::messages`]: send now. A leader sends appends before its own copy is
@@ -39,14 +46,21 @@
 //! order they were handed out.
 //!
 //! ```
-//! use raft_core::{Config, LogStore, MemoryLogStore, Membership, Node, NodeId, Role};
+//! use raft_core::{
+//!     Config, LogStore, MemoryLogStore, Membership, Monotonic, Node, NodeId, ReadMode, Role,
+//! };
 //!
 //! // A single-member cluster on an in-memory store.
 //! let store = MemoryLogStore::new(Membership::with_voters([NodeId(1)]));
 //! let mut node = Node::new(Config::new(NodeId(1)), store.clone())?;
-//! let (mut applied, mut proposed) = (Vec::new(), false);
-//! for _ in 0..100 {
-//!     node.tick()?;                                  // a timer fired
+//! let (mut applied, mut proposed, mut reads) = (Vec::new(), false, Vec::new());
+//! for tick in 0..100u64 {
+//!     // A timer fired; the driver reads its monotonic clock (here: 100 ms a tick).
+//!     let now = Monotonic::from_micros(tick * 100_000);
+//!     node.tick(now)?;
+//!     if node.role() == Role::Leader && tick == 50 {
+//!         node.read_index(7, ReadMode::Lease, now)?; // a client wants to read
+//!     }
 //!     if node.role() == Role::Leader && !proposed {
 //!         node.propose("x=1".into())?;               // a client asked
 //!         proposed = true;
@@ -73,10 +87,14 @@
 //!             applied.extend(ready.committed_entries.iter().cloned()); // state machine
 //!             node.on_applied(last.index);
 //!         }
+//!         // Serve each read once the state machine has applied its index.
+//!         reads.extend(ready.read_states);
 //!     }
 //! }
 //! assert_eq!(node.role(), Role::Leader);
 //! assert_eq!(applied.len(), 2); // the leader's empty entry, then the command
+//! assert_eq!(reads.len(), 1);
+//! assert_eq!(reads[0].index.map(|i| i.0), Some(2));
 //! assert_eq!(store.last_index().0, 2);
 //! # Ok::<(), raft_core::Error>(())
 //! ```
@@ -108,8 +126,9 @@ pub use config::{Config, Mutation};
 pub use error::{Error, StorageError};
 pub use membership::{Membership, MembershipChange};
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, ReadHeartbeat,
-    ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, ForwardedReadId, Heartbeat, HeartbeatResponse, HeartbeatRound,
+    Message, MessageBody, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest,
+    ReadIndexResponse, VoteRequest, VoteResponse,
 };
 pub use node::Node;
 pub use progress::ProgressState;
@@ -117,4 +136,4 @@ pub use read_only::{ReadMode, ReadState};
 pub use ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
 pub use status::{PeerProgress, Role, Status};
 pub use storage::{HardState, InitialState, LogStore, MemoryLogStore, SnapshotMeta};
-pub use types::{Entry, EntryId, EntryPayload, LogIndex, NodeId, Term};
+pub use types::{Entry, EntryId, EntryPayload, LogIndex, Monotonic, NodeId, Term};

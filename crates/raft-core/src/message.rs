@@ -37,11 +37,12 @@ pub enum MessageBody {
     /// An empty AppendEntries that keeps followers from starting elections and carries
     /// the commit index the follower is known to hold.
     Heartbeat(Heartbeat),
-    /// The answer to a heartbeat.
-    HeartbeatResponse,
+    /// The answer to a heartbeat (or, naming no round, to an append or snapshot of an
+    /// older term: it tells a deposed leader the newer term).
+    HeartbeatResponse(HeartbeatResponse),
     /// A heartbeat that also confirms leadership for pending ReadIndex reads (§6.4):
-    /// each answer names the sequence it answers, so only answers sent after a read
-    /// arrived count toward that read's quorum.
+    /// each answer names the round it answers, so only answers to rounds sent after
+    /// a read arrived count toward that read's quorum.
     ReadHeartbeat(ReadHeartbeat),
     /// The answer to a read heartbeat.
     ReadHeartbeatResponse(ReadHeartbeatResponse),
@@ -74,7 +75,7 @@ impl MessageBody {
             MessageBody::Append(_) => "append",
             MessageBody::AppendResponse(_) => "append_response",
             MessageBody::Heartbeat(_) => "heartbeat",
-            MessageBody::HeartbeatResponse => "heartbeat_response",
+            MessageBody::HeartbeatResponse(_) => "heartbeat_response",
             MessageBody::ReadHeartbeat(_) => "read_heartbeat",
             MessageBody::ReadHeartbeatResponse(_) => "read_heartbeat_response",
             MessageBody::ReadIndex(_) => "read_index",
@@ -138,26 +139,60 @@ pub enum AppendResponse {
     },
 }
 
+/// Names one round of heartbeats (plain or read) of one leader. The answers echo it,
+/// so the leader knows exactly which round an answer acknowledges, and so when that
+/// round left (the lease runs from the send time of a round a quorum answered). An
+/// answer naming another term's round acknowledges nothing in this term.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct HeartbeatRound {
+    /// The term of the leader that sent the round.
+    pub term: Term,
+    /// The round's number; grows with every round the leader sends in its term.
+    pub sequence: u64,
+}
+
 /// A heartbeat from the leader.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Heartbeat {
     /// The leader's commit index, capped at what the follower is known to hold.
     pub leader_commit: LogIndex,
+    /// The round this heartbeat belongs to.
+    pub round: HeartbeatRound,
 }
 
-/// A heartbeat carrying a read-confirmation sequence number.
+/// The answer to a [`Heartbeat`] or [`ReadHeartbeat`] that confirms no read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HeartbeatResponse {
+    /// The round answered, copied from the heartbeat; `None` when answering an append
+    /// or snapshot of an older term (the answer then only carries the newer term).
+    pub round: Option<HeartbeatRound>,
+}
+
+/// A heartbeat that also confirms leadership for pending reads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReadHeartbeat {
     /// The leader's commit index, capped at what the follower is known to hold.
     pub leader_commit: LogIndex,
-    /// The leader's read sequence number at the time of sending.
-    pub sequence: u64,
+    /// The round this heartbeat belongs to.
+    pub round: HeartbeatRound,
 }
 
-/// The answer to a [`ReadHeartbeat`].
+/// The answer to a [`ReadHeartbeat`] of the follower's current term.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReadHeartbeatResponse {
-    /// The sequence number of the heartbeat answered.
+    /// The round answered, copied from the heartbeat.
+    pub round: HeartbeatRound,
+}
+
+/// The follower's wire id for one forwarded read, distinct from its caller's request
+/// id. It names the follower's process incarnation, so an answer meant for an
+/// earlier process of the same member (kept queued by the transport across a lost
+/// connection) matches no read of the current one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct ForwardedReadId {
+    /// The follower's [`Config::incarnation`](crate::Config::incarnation).
+    pub incarnation: u64,
+    /// Grows with every read the follower forwards in this incarnation.
     pub sequence: u64,
 }
 
@@ -165,14 +200,14 @@ pub struct ReadHeartbeatResponse {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReadIndexRequest {
     /// The follower's id for the request, echoed in the answer.
-    pub request_id: u64,
+    pub id: ForwardedReadId,
 }
 
 /// The leader's answer to a [`ReadIndexRequest`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReadIndexResponse {
     /// The follower's id for the request.
-    pub request_id: u64,
+    pub id: ForwardedReadId,
     /// The read index, or `None` if the leader could not serve the read (it is
     /// transferring leadership or stepped down); the follower retries.
     pub index: Option<LogIndex>,

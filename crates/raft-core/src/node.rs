@@ -15,14 +15,14 @@ use crate::config::Config;
 use crate::election::Campaign;
 use crate::error::{Error, StorageError};
 use crate::membership::Membership;
-use crate::message::{Message, MessageBody, ReadHeartbeatResponse};
+use crate::message::{HeartbeatResponse, Message, MessageBody, ReadHeartbeatResponse};
 use crate::progress::{Progress, ProgressState};
 use crate::raft_log::RaftLog;
 use crate::read_only::{ReadOnly, ReadState};
 use crate::ready::{Persist, PersistAck, ProposalOutcome, ProposalResult, Ready};
 use crate::status::{PeerProgress, Role, Status};
 use crate::storage::{HardState, LogStore};
-use crate::types::{Entry, EntryId, EntryPayload, LogIndex, NodeId, Term};
+use crate::types::{Entry, EntryId, EntryPayload, LogIndex, Monotonic, NodeId, Term};
 
 /// One member's Raft state machine. See the crate documentation for the driver loop.
 pub struct Node<S: LogStore> {
@@ -45,6 +45,8 @@ pub struct Node<S: LogStore> {
     messages_after_persist: Vec<Message>,
     /// The hard state most recently handed out for persisting.
     handed_out_hard_state: HardState,
+    /// The sequence number of the next persist batch.
+    next_persist_sequence: u64,
     /// Proposals made while leader and not yet resolved: index to term.
     pub(crate) pending_proposals: BTreeMap<LogIndex, Term>,
     /// On a leader: new entries to send to followers at the next `ready`.
@@ -56,8 +58,12 @@ pub struct Node<S: LogStore> {
     /// On a leader: the member it is handing leadership to, and for how long.
     pub(crate) transfer_target: Option<NodeId>,
     pub(crate) transfer_elapsed_ticks: u32,
-    /// On a leader: ticks since it took office (the clock of lease reads).
+    /// On a leader: ticks since it took office (snapshot retries).
     pub(crate) leader_ticks: u64,
+    /// The latest monotonic clock reading the driver passed in. Heartbeat rounds sent
+    /// from `ready` are stamped with it: it is no later than the real send time, so
+    /// a lease counted from it ends early, never late.
+    pub(crate) now: Monotonic,
     /// Configuration entries in the log not yet known committed, by index.
     pub(crate) membership_entries: BTreeMap<LogIndex, Membership>,
     /// On a leader: the index of the last configuration entry it may have to wait for.
@@ -115,6 +121,7 @@ impl<S: LogStore> Node<S> {
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_out_hard_state: hard_state,
+            next_persist_sequence: 0,
             pending_proposals: BTreeMap::new(),
             append_pending: false,
             failure: None,
@@ -123,6 +130,7 @@ impl<S: LogStore> Node<S> {
             transfer_target: None,
             transfer_elapsed_ticks: 0,
             leader_ticks: 0,
+            now: Monotonic::default(),
             membership_entries: BTreeMap::new(),
             pending_membership_index: LogIndex(0),
             rejected: None,
@@ -168,9 +176,13 @@ impl<S: LogStore> Node<S> {
     }
 
     /// Advances time by one tick: followers and candidates count toward an election,
-    /// leaders toward a heartbeat and a check-quorum round.
-    pub fn tick(&mut self) -> Result<(), Error> {
+    /// leaders toward a heartbeat and a check-quorum round. `now` is the driver's
+    /// monotonic clock at this tick; ticks pace the protocol's timers, while the
+    /// clock measures lease reads (ticks stop when the process is paused, the clock
+    /// does not). A reading earlier than one already seen is taken as the later one.
+    pub fn tick(&mut self, now: Monotonic) -> Result<(), Error> {
         self.check_failure()?;
+        self.observe_time(now);
         let result = match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
@@ -264,16 +276,14 @@ impl<S: LogStore> Node<S> {
     }
 
     /// The driver made a [`Persist`] durable (batches are acknowledged in the order
-    /// they were handed out). Acknowledgements for overwritten entries are ignored.
+    /// they were handed out). The acknowledgement covers the entries its write still
+    /// holds: none that a later write has replaced, and nothing twice.
     pub fn on_persisted(&mut self, ack: PersistAck) -> Result<(), Error> {
         self.check_failure()?;
         if let Some(index) = ack.snapshot_index {
             self.log.snapshot_persisted(index);
         }
-        if let Some(last) = ack.last_entry
-            && self.log.stable_to(last)
-            && self.role == Role::Leader
-        {
+        if self.log.write_persisted(ack.sequence) && self.role == Role::Leader {
             let persisted = self.log.persisted_index();
             let id = self.id();
             if let Some(progress) = self.progress.get_mut(&id) {
@@ -369,6 +379,11 @@ impl<S: LogStore> Node<S> {
         }
     }
 
+    /// Takes in a clock reading; time never goes back.
+    pub(crate) fn observe_time(&mut self, now: Monotonic) {
+        self.now = self.now.max(now);
+    }
+
     fn ready_inner(&mut self) -> Result<Ready, StorageError> {
         self.activate_membership();
         self.maybe_leave_joint();
@@ -407,8 +422,11 @@ impl<S: LogStore> Node<S> {
                 self.handed_out_hard_state = hard_state;
             }
             let snapshot = self.log.take_snapshot_to_persist();
-            let entries = self.log.take_unpersisted();
+            let sequence = self.next_persist_sequence;
+            self.next_persist_sequence += 1;
+            let entries = self.log.take_unpersisted(sequence);
             let ack = PersistAck {
+                sequence,
                 snapshot_index: snapshot.as_ref().map(|s| s.index),
                 hard_state,
                 last_entry: entries.last().map(Entry::id),
@@ -482,8 +500,19 @@ impl<S: LogStore> Node<S> {
                     if self.config.check_quorum || self.config.pre_vote =>
                 {
                     // A stale leader cut off by pre-vote or check-quorum would never
-                    // learn the newer term otherwise: tell it so it steps down.
-                    self.send(from, MessageBody::HeartbeatResponse, SendAfter::Now);
+                    // learn the newer term otherwise: tell it so it steps down. The
+                    // answer names the old round, so that a member leading a later
+                    // term cannot take it for an acknowledgement of that term.
+                    let round = match body {
+                        MessageBody::Heartbeat(heartbeat) => Some(heartbeat.round),
+                        MessageBody::ReadHeartbeat(heartbeat) => Some(heartbeat.round),
+                        _ => None,
+                    };
+                    self.send(
+                        from,
+                        MessageBody::HeartbeatResponse(HeartbeatResponse { round }),
+                        SendAfter::Now,
+                    );
                 }
                 MessageBody::PreVote(_) => {
                     self.send(
@@ -513,13 +542,15 @@ impl<S: LogStore> Node<S> {
                 self.handle_heartbeat(from, heartbeat);
                 Ok(())
             }
-            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
+            MessageBody::HeartbeatResponse(response) => {
+                self.handle_heartbeat_response(from, response.round)
+            }
             MessageBody::ReadHeartbeat(heartbeat) => {
                 if !self.follow_heartbeat(from, heartbeat.leader_commit) {
                     return Ok(());
                 }
                 let response = ReadHeartbeatResponse {
-                    sequence: heartbeat.sequence,
+                    round: heartbeat.round,
                 };
                 self.send(
                     from,
@@ -529,13 +560,11 @@ impl<S: LogStore> Node<S> {
                 Ok(())
             }
             MessageBody::ReadHeartbeatResponse(response) => {
-                self.handle_read_heartbeat_response(from, response.sequence)
+                self.handle_read_heartbeat_response(from, response.round)
             }
-            MessageBody::ReadIndex(request) => {
-                self.handle_read_index_request(from, request.request_id)
-            }
+            MessageBody::ReadIndex(request) => self.handle_read_index_request(from, request.id),
             MessageBody::ReadIndexResponse(response) => {
-                self.handle_read_index_response(response);
+                self.handle_read_index_response(term, response);
                 Ok(())
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::types::LogIndex;
+use crate::types::{LogIndex, Monotonic};
 
 /// The replication state of one follower.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,8 +34,9 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// Whether the member was heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
-    /// The leader's tick count when the member was last heard from (lease reads).
-    pub(crate) last_heard_tick: Option<u64>,
+    /// The send time of the newest heartbeat round of this term the member answered
+    /// (lease reads): it heard from the leader no earlier than that.
+    pub(crate) lease_acked_at: Option<Monotonic>,
     /// In `Replicate`, the last index of each unacknowledged append, oldest first.
     pub(crate) inflights: Inflights,
     /// In `Snapshot`, the index of the snapshot sent, and when (leader ticks).
@@ -51,7 +52,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             recent_active: false,
-            last_heard_tick: None,
+            lease_acked_at: None,
             inflights: Inflights::new(max_inflight),
             pending_snapshot: LogIndex(0),
             snapshot_sent_tick: 0,

@@ -1,8 +1,11 @@
 //! The node's view of the log: the durable entries in the [`LogStore`], followed by
 //! entries not yet acknowledged as durable (the unstable tail), plus the commit and
 //! apply positions. Keeps true: the view is always one contiguous log; an entry is
-//! read from the store only once the driver has acknowledged it durable; the commit
-//! index never passes the last index and never goes back.
+//! read from the store only once the driver has acknowledged it durable, by the
+//! acknowledgement of the very write that still holds it; the commit index never
+//! passes the last index and never goes back.
+
+use std::collections::VecDeque;
 
 use crate::error::StorageError;
 use crate::storage::{LogStore, SnapshotMeta, limit_size};
@@ -23,6 +26,20 @@ pub(crate) struct RaftLog<S> {
     pending_snapshot: Option<SnapshotMeta>,
     /// Whether `pending_snapshot` still has to be handed out in a `Persist`.
     snapshot_to_persist: bool,
+    /// Writes of entries handed out and not yet acknowledged, oldest first.
+    writes: VecDeque<EntryWrite>,
+}
+
+/// One handed-out write of entries, and how much of the current log it holds.
+#[derive(Clone, Copy, Debug)]
+struct EntryWrite {
+    /// The write's sequence (see [`PersistAck::sequence`](crate::PersistAck::sequence)).
+    sequence: u64,
+    /// The last index of the current log that this write, once durable, holds:
+    /// its last entry, lowered whenever a later write cuts the log below it (the
+    /// later write replaces those bytes, so this write no longer vouches for them,
+    /// even if the replacement happens to carry the same (term, index) pairs).
+    holds_through: LogIndex,
 }
 
 /// What [`RaftLog::maybe_append`] did.
@@ -59,6 +76,7 @@ impl<S: LogStore> RaftLog<S> {
             applied,
             pending_snapshot: None,
             snapshot_to_persist: false,
+            writes: VecDeque::new(),
         }
     }
 
@@ -100,6 +118,10 @@ impl<S: LogStore> RaftLog<S> {
         self.applied = snapshot.index;
         self.pending_snapshot = Some(snapshot);
         self.snapshot_to_persist = true;
+        // The snapshot replaces every entry in flight.
+        for write in &mut self.writes {
+            write.holds_through = LogIndex(0);
+        }
     }
 
     /// Hands out the snapshot to install, once.
@@ -306,6 +328,9 @@ impl<S: LogStore> RaftLog<S> {
             self.unstable.extend_from_slice(entries);
         }
         self.persist_from = self.persist_from.min(from);
+        for write in &mut self.writes {
+            write.holds_through = write.holds_through.min(from.prev());
+        }
     }
 
     /// §5.4.2 scaffolding: adopt a higher commit index (never beyond the log).
@@ -318,18 +343,32 @@ impl<S: LogStore> RaftLog<S> {
         false
     }
 
-    /// The driver acknowledged that the log through `id` is durable. Ignored if the
-    /// entry at `id.index` has since been rewritten in another term.
-    pub(crate) fn stable_to(&mut self, id: EntryId) -> bool {
-        if id.index < self.unstable_offset || id.index >= self.persist_from {
+    /// The driver acknowledged the write `sequence` durable, and with it every
+    /// earlier one (writes complete in order). The log becomes durable through what
+    /// those writes still hold; an acknowledgement of an unknown or already
+    /// acknowledged write changes nothing. Returns whether the durable index moved.
+    pub(crate) fn write_persisted(&mut self, sequence: u64) -> bool {
+        let mut holds_through = None;
+        while let Some(write) = self.writes.front().copied() {
+            if write.sequence > sequence {
+                break;
+            }
+            self.writes.pop_front();
+            holds_through = holds_through.max(Some(write.holds_through));
+        }
+        let Some(through) = holds_through else {
+            return false;
+        };
+        if through < self.unstable_offset {
             return false;
         }
-        let position = id.index.distance_from(self.unstable_offset) as usize;
-        if self.unstable.get(position).map(|e| e.term) != Some(id.term) {
-            return false;
-        }
+        assert!(
+            through < self.persist_from,
+            "an acknowledged write holds entries never handed out"
+        );
+        let position = through.distance_from(self.unstable_offset) as usize;
         self.unstable.drain(..=position);
-        self.unstable_offset = id.index.next();
+        self.unstable_offset = through.next();
         true
     }
 
@@ -337,11 +376,21 @@ impl<S: LogStore> RaftLog<S> {
         self.persist_from <= self.last_index()
     }
 
-    /// Hands out the entries not yet given to a `Persist`.
-    pub(crate) fn take_unpersisted(&mut self) -> Vec<Entry> {
+    /// Hands out the entries not yet given to a `Persist`, as the write `sequence`.
+    pub(crate) fn take_unpersisted(&mut self, sequence: u64) -> Vec<Entry> {
         let start = self.persist_from.distance_from(self.unstable_offset) as usize;
         let entries = self.unstable[start..].to_vec();
         self.persist_from = self.last_index().next();
+        if let Some(last) = entries.last() {
+            assert!(
+                self.writes.back().is_none_or(|w| w.sequence < sequence),
+                "write sequences must grow"
+            );
+            self.writes.push_back(EntryWrite {
+                sequence,
+                holds_through: last.index,
+            });
+        }
         entries
     }
 

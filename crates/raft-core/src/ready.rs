@@ -57,16 +57,22 @@ pub struct Persist {
     pub ack: PersistAck,
 }
 
-/// The acknowledgement of one [`Persist`] batch. It names exactly what became durable,
-/// so an acknowledgement for entries that a newer leader has since overwritten is
-/// recognised and ignored.
+/// The acknowledgement of one [`Persist`] batch. It names the write itself, by its
+/// sequence number: the node knows which entries each write in flight still holds
+/// (a later write that cut the log below them replaced them), so a late
+/// acknowledgement never vouches for entries another write put back at the same
+/// (term, index) positions (the model is etcd's storage-append responses, which
+/// name the write they answer).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PersistAck {
+    /// The batch's sequence number: grows by one with every batch handed out.
+    pub sequence: u64,
     /// The index of the snapshot the batch installed, if it carried one.
     pub snapshot_index: Option<LogIndex>,
     /// The hard state the batch made durable, if it carried one.
     pub hard_state: Option<HardState>,
-    /// The last entry the batch made durable, if it carried entries.
+    /// The last entry the batch wrote, if it carried entries (for the driver's
+    /// logs and metrics; the node goes by `sequence`).
     pub last_entry: Option<EntryId>,
 }
 
@@ -86,8 +92,10 @@ pub enum ProposalResult {
     Committed,
     /// The index was taken by another leader's entry: it will never be applied.
     Dropped,
-    /// This member replaced its log by a snapshot that covers the index, so it
-    /// cannot tell which entry was committed there. The caller must find out another
-    /// way (for example by reading what the command would have written).
+    /// This member replaced its log by a snapshot that covers the index, and the
+    /// snapshot does not tell which entry was committed there (it would if its last
+    /// entry were of the proposal's term: then the proposal is reported committed).
+    /// The caller must find out another way (for example by reading what the
+    /// command would have written).
     Unknown,
 }

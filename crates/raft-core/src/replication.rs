@@ -5,7 +5,7 @@
 
 use crate::config::Mutation;
 use crate::error::StorageError;
-use crate::message::{AppendRequest, AppendResponse, Heartbeat, MessageBody};
+use crate::message::{AppendRequest, AppendResponse, Heartbeat, HeartbeatRound, MessageBody};
 use crate::node::{Node, SendAfter};
 use crate::progress::{Progress, ProgressState};
 use crate::quorum;
@@ -39,8 +39,9 @@ impl<S: LogStore> Node<S> {
             .or_insert_with(|| Progress::new(next, max_inflight));
         own.match_index = persisted;
         own.recent_active = true;
-        own.last_heard_tick = Some(0);
         own.become_replicate();
+        // Rounds of an earlier term confirm nothing in this one.
+        self.start_rounds();
         // §8: an empty entry of the new term lets earlier terms' entries commit.
         let index = self.log.last_index().next();
         self.log.append(vec![Entry {
@@ -58,6 +59,7 @@ impl<S: LogStore> Node<S> {
     pub(crate) fn tick_leader(&mut self) -> Result<(), StorageError> {
         self.leader_ticks += 1;
         self.heartbeat_elapsed_ticks += 1;
+        self.forget_expired_rounds();
         if self.transfer_target.is_some() {
             self.transfer_elapsed_ticks += 1;
             if self.transfer_elapsed_ticks >= self.config.election_timeout_ticks_min {
@@ -106,10 +108,15 @@ impl<S: LogStore> Node<S> {
             .into_iter()
             .map(|id| (id, self.progress[&id].match_index.min(committed)))
             .collect();
+        // One round for the whole broadcast, stamped with this tick's clock.
+        let round = self.new_round();
         for (id, leader_commit) in beats {
             self.send(
                 id,
-                MessageBody::Heartbeat(Heartbeat { leader_commit }),
+                MessageBody::Heartbeat(Heartbeat {
+                    leader_commit,
+                    round,
+                }),
                 SendAfter::Now,
             );
         }
@@ -214,8 +221,10 @@ impl<S: LogStore> Node<S> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return Ok(());
         };
+        // Check-quorum: the member answered an append of this term (a follower answers
+        // appends only in the term they were sent in). Appends carry no round, so
+        // they do not extend the lease; heartbeats do.
         progress.recent_active = true;
-        progress.last_heard_tick = Some(self.leader_ticks);
         match response {
             AppendResponse::Rejected {
                 rejected_index,
@@ -269,10 +278,22 @@ impl<S: LogStore> Node<S> {
         Ok(())
     }
 
-    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId) -> Result<(), StorageError> {
+    /// A member answered a heartbeat round. Only an answer naming a round of this
+    /// term acknowledges this leader: a member answering a heartbeat of an older
+    /// term answers with its current term, which may be this one, though it never
+    /// heard from this leader in this term.
+    pub(crate) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        round: Option<HeartbeatRound>,
+    ) -> Result<(), StorageError> {
         if self.role != Role::Leader {
             return Ok(());
         }
+        let Some(round) = round.filter(|r| r.term == self.term) else {
+            return Ok(());
+        };
+        let sent_at = self.round_sent_at(round.sequence);
         let last_index = self.log.last_index();
         let Some(progress) = self.progress.get_mut(&from) else {
             return Ok(());
@@ -287,7 +308,9 @@ impl<S: LogStore> Node<S> {
             progress.become_probe();
         }
         progress.recent_active = true;
-        progress.last_heard_tick = Some(self.leader_ticks);
+        if let Some(sent_at) = sent_at {
+            progress.lease_acked_at = progress.lease_acked_at.max(Some(sent_at));
+        }
         progress.probe_sent = false;
         if progress.state == ProgressState::Replicate && progress.inflights.is_full() {
             progress.inflights.free_first();

@@ -1,5 +1,6 @@
 //! Newtypes for the protocol's numbers, and the log entry. Bare `u64`s for terms,
-//! indexes and member ids are easy to mix up; these make the compiler catch it.
+//! indexes, member ids and clock readings are easy to mix up; these make the
+//! compiler catch it.
 
 use std::fmt;
 
@@ -19,6 +20,35 @@ pub struct Term(pub u64);
 /// empty log (and, after compaction, the index of the snapshot).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct LogIndex(pub u64);
+
+/// A reading of the driver's monotonic clock, in microseconds since an arbitrary
+/// origin (the driver converts its `Instant`s against one fixed starting point).
+///
+/// raft-core never reads a clock: time arrives through [`Node::tick`](crate::Node::tick)
+/// and [`Node::read_index`](crate::Node::read_index). The clock must keep running while
+/// the process is paused (a suspended process must come back to a later reading, not
+/// the one it had), which is what makes lease reads safe across a pause; tick counts
+/// stop with the process and cannot measure that.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Monotonic(pub u64);
+
+impl Monotonic {
+    /// The reading `micros` microseconds after the origin.
+    pub fn from_micros(micros: u64) -> Monotonic {
+        Monotonic(micros)
+    }
+
+    /// Microseconds since the origin.
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// The reading `micros` microseconds later (saturating: a clock at the end of
+    /// its range stays there).
+    pub fn plus_micros(self, micros: u64) -> Monotonic {
+        Monotonic(self.0.saturating_add(micros))
+    }
+}
 
 impl NodeId {
     /// The id as a plain number (for codecs and metrics labels).

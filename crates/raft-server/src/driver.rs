@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raft_core::{
     Entry, EntryId, EntryPayload, LogIndex, Membership, MembershipChange, Message, MessageBody,
-    Node, NodeId, PersistAck, ProposalResult, ReadMode, Role, Status,
+    Monotonic, Node, NodeId, PersistAck, ProposalResult, ReadMode, Role, Status,
 };
 use raft_transport::{Incoming, Transport};
 use raft_wal::{AppendUnit, Appended, Completion, Wal};
@@ -180,6 +180,8 @@ struct Loop {
     own_peer_addr: SocketAddr,
     /// Taking, sending and staging snapshots.
     snapshots: SnapshotManager,
+    /// The origin of the monotonic clock handed to the node.
+    clock_origin: Instant,
 }
 
 impl Driver {
@@ -224,6 +226,7 @@ impl Driver {
             own_id,
             own_peer_addr,
             snapshots,
+            clock_origin: Instant::now(),
         };
         state.sync_transport_members();
         let mut ticker = tokio::time::interval(tick_interval);
@@ -262,7 +265,8 @@ impl Driver {
                     }
                 }
                 _ = ticker.tick() => {
-                    if let Err(e) = state.node.tick() {
+                    let now = state.now();
+                    if let Err(e) = state.node.tick(now) {
                         break Err(format!("raft node failed: {e}"));
                     }
                 }
@@ -283,6 +287,14 @@ impl Driver {
 }
 
 impl Loop {
+    /// The monotonic clock, as the node reads it: lease reads are measured on it, so
+    /// a pause of this process (when ticks stop) still counts.
+    fn now(&self) -> Monotonic {
+        Monotonic::from_micros(
+            u64::try_from(self.clock_origin.elapsed().as_micros()).unwrap_or(u64::MAX),
+        )
+    }
+
     /// The oldest handed-out write is durable: release its messages and tell the
     /// node, then do the same for every later write that is durable already.
     fn on_durable(&mut self) -> Result<(), String> {
@@ -381,7 +393,8 @@ impl Loop {
             }
             Request::Read { mode, reply } => {
                 self.next_read_id += 1;
-                match self.node.read_index(self.next_read_id, mode) {
+                let now = self.now();
+                match self.node.read_index(self.next_read_id, mode, now) {
                     Ok(()) => {
                         self.pending_reads.insert(self.next_read_id, reply);
                     }

@@ -72,6 +72,21 @@ impl ServerError {
     }
 }
 
+/// A number no earlier process of this member used, with overwhelming probability:
+/// 64 bits from the standard library's randomly keyed hasher (seeded by the OS), mixed
+/// with the process id and the wall clock.
+fn fresh_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
 fn wal_error(error: WalError, data_dir: &Path) -> ServerError {
     match error {
         WalError::Corrupt {
@@ -212,6 +227,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     node_config.election_timeout_ticks_min = config.election_timeout_ticks;
     node_config.election_timeout_ticks_max = config.election_timeout_ticks * 2;
     node_config.heartbeat_interval_ticks = config.heartbeat_interval_ticks;
+    // A lease read is safe while no follower can have voted for another leader: they
+    // refuse for an election timeout (in ticks, which are never early) after hearing
+    // from this one. Half of the shortest election timeout leaves room for clock drift.
+    node_config.lease_duration_micros =
+        config.tick_interval_ms * 1000 * u64::from(config.election_timeout_ticks) / 2;
+    node_config.incarnation = fresh_incarnation();
     // The state machine starts from the newest snapshot, if any; the log after it is
     // applied again.
     let restored = crate::snapshots::load_latest(&wal).map_err(|e| ServerError::DataDir {

@@ -15,10 +15,11 @@ use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    AppendRequest, AppendResponse, Config, Entry, EntryPayload, Heartbeat, LogIndex, LogStore,
-    Membership, MembershipChange, MemoryLogStore, Message, MessageBody, Node, NodeId, Persist,
-    ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, ReadMode,
-    SnapshotMeta, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Config, Entry, EntryPayload, ForwardedReadId, Heartbeat,
+    HeartbeatResponse, HeartbeatRound, LogIndex, LogStore, Membership, MembershipChange,
+    MemoryLogStore, Message, MessageBody, Monotonic, Node, NodeId, Persist, ReadHeartbeat,
+    ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, ReadMode, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 
 /// Reads small numbers from the fuzz input; runs dry as zeros.
@@ -65,9 +66,15 @@ pub fn run(data: &[u8]) {
     let mut writes: VecDeque<Persist> = VecDeque::new();
     let mut last = node.status();
     let mut request_id = 0;
+    // The driver's monotonic clock: it moves on at every tick, by anything from
+    // nothing to several election timeouts (a paused process), never back.
+    let mut clock = Monotonic::default();
     while !input.is_empty() {
         let result = match input.byte() % 13 {
-            0 | 1 => node.tick().map(|_| ()),
+            0 | 1 => {
+                clock = clock.plus_micros(input.small(255) * 20_000);
+                node.tick(clock).map(|_| ())
+            }
             2..=5 => node.step(message(&mut input)),
             6 => node
                 .propose(Bytes::from(vec![input.byte(); input.small(8) as usize]))
@@ -92,7 +99,7 @@ pub fn run(data: &[u8]) {
                 } else {
                     ReadMode::Lease
                 };
-                node.read_index(request_id, mode)
+                node.read_index(request_id, mode, clock)
             }
             10 => match input.byte() % 3 {
                 0 => node.campaign(),
@@ -187,6 +194,20 @@ fn compact(store: &MemoryLogStore, node: &Node<MemoryLogStore>) {
     });
 }
 
+fn forwarded_read_id(input: &mut Input<'_>) -> ForwardedReadId {
+    ForwardedReadId {
+        incarnation: input.small(1),
+        sequence: input.small(4),
+    }
+}
+
+fn round(input: &mut Input<'_>) -> HeartbeatRound {
+    HeartbeatRound {
+        term: Term(input.small(4)),
+        sequence: input.small(4),
+    }
+}
+
 fn message(input: &mut Input<'_>) -> Message {
     let from = NodeId(input.small(4));
     let to = if input.byte() & 15 == 0 {
@@ -257,17 +278,20 @@ fn message(input: &mut Input<'_>) -> Message {
         }),
         9 => MessageBody::Heartbeat(Heartbeat {
             leader_commit: index(input),
+            round: round(input),
         }),
-        10 => MessageBody::HeartbeatResponse,
+        10 => MessageBody::HeartbeatResponse(HeartbeatResponse {
+            round: (input.byte() & 1 == 0).then(|| round(input)),
+        }),
         11 => MessageBody::ReadHeartbeat(ReadHeartbeat {
             leader_commit: index(input),
-            sequence: input.small(4),
+            round: round(input),
         }),
         12 => MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse {
-            sequence: input.small(4),
+            round: round(input),
         }),
         13 => MessageBody::ReadIndex(ReadIndexRequest {
-            request_id: input.small(4),
+            id: forwarded_read_id(input),
         }),
         14 => {
             let index = if input.byte() & 1 == 0 {
@@ -277,7 +301,7 @@ fn message(input: &mut Input<'_>) -> Message {
             };
             match input.byte() % 2 {
                 0 => MessageBody::ReadIndexResponse(ReadIndexResponse {
-                    request_id: input.small(4),
+                    id: forwarded_read_id(input),
                     index,
                 }),
                 _ => MessageBody::TimeoutNow,

@@ -4,7 +4,59 @@
 use bytes::Bytes;
 use raft_core::{Mutation, ReadMode};
 
-use crate::sim::{Cluster, Faults};
+use crate::sim::{Cluster, Faults, TICK};
+
+/// A leader stalled (SIGSTOP) for six election timeouts while the others elect a new
+/// leader that commits a write. The simulator has the old leader serve a lease read
+/// as the first thing after it resumes, before any tick or message: its clock says
+/// the lease ran out, so the read is not served at the old index. Before the stall,
+/// with ticks and heartbeats flowing, lease reads are served at once.
+#[test]
+fn stalled_leader_serves_no_stale_lease_read() {
+    let mut cluster = Cluster::new(3, 11);
+    cluster.run_ticks(60);
+    let old = cluster.leader().expect("a leader within 60 ticks");
+    assert!(cluster.one(Bytes::from("before"), 3, 100).is_some());
+    cluster.run_ticks(4); // a heartbeat round is answered
+    let served = cluster.reads_served;
+    cluster.read(old, ReadMode::Lease);
+    assert_eq!(
+        cluster.reads_served,
+        served + 1,
+        "with ticks and answers flowing a lease read is served at once"
+    );
+
+    cluster.stall(old, 60 * TICK);
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let mut new = None;
+    for _ in 0..8 {
+        cluster.run_ticks(5);
+        new = cluster.leader_among(&others).filter(|&l| l != old);
+        if new.is_some() {
+            break;
+        }
+    }
+    let new = new.expect("the others elect a new leader during the stall");
+    let write = cluster
+        .propose(new, Bytes::from("after"))
+        .expect("the new leader takes the write");
+    cluster.run_ticks(5);
+    assert!(cluster.n_applied(write.index).0 >= 2, "the write committed");
+    assert!(cluster.is_stalled(old), "still stalled");
+    assert!(
+        cluster.is_leader(old),
+        "the stalled leader still thinks it leads"
+    );
+
+    let answered = cluster.reads_served + cluster.reads_retried;
+    cluster.run_ticks(60);
+    assert!(!cluster.is_stalled(old));
+    assert!(
+        cluster.reads_served + cluster.reads_retried > answered,
+        "the read at resume was answered"
+    );
+    assert_eq!(cluster.violations, Vec::<String>::new());
+}
 
 /// A leader cut off from the rest keeps believing it leads (check-quorum off); the
 /// majority elects a new leader that commits a write. A read at the old leader

@@ -17,7 +17,10 @@
 //! - `reset`: forget every member and message (a new cluster in the same script).
 //! - `set-log <id> terms=(1,1,2)`: replace the member's durable log with entries of
 //!   those terms (hard state term = the last one, no vote), then restart it.
-//! - `tick <id> [count=N]`: N ticks (default 1).
+//! - `tick <id> [count=N]`: N ticks (default 1). Each tick is [`TICK_MICROS`] of the
+//!   script's monotonic clock: the member ticked sees the clock at the tick's end.
+//! - `advance-clock ms=<n>`: the monotonic clock moves on with no tick and no
+//!   message (a member paused by SIGSTOP, a stalled process).
 //! - `campaign <id>`, `propose <id> <data>`.
 //! - `process-ready <id>...`: print the member's `Ready` (messages to send now; the
 //!   persist batch with its hard state, entries and the messages held until it is
@@ -29,9 +32,12 @@
 //!   given members only), dropping those from-to pairs and anything across a partition.
 //! - `stabilize [<id>...]`: repeat process-ready / persist / deliver for everyone (or
 //!   only the given members; messages to the others stay queued) until quiet.
+//! - `hold-msgs from=<id> to=<id>`: take the queued messages on that link aside (a
+//!   slow network path); `release-msgs` puts them back at the end of the queue.
 //! - `partition <id>...` / `heal`: the listed members on one side, the rest on the other.
 //! - `crash <id>`: lose its pending writes and restart it from its store (the
-//!   application restores its state from the store's snapshot, if any).
+//!   application restores its state from the store's snapshot, if any), as a new
+//!   process: with the next `Config::incarnation`.
 //! - `status <id>`, `log <id>` (the durable store: snapshot, hard state and entries),
 //!   `membership <id>` (the configuration in effect on the member).
 //! - `read-index <id> req=<n> [mode=quorum|lease]`: `Node::read_index`; the answer
@@ -55,10 +61,14 @@ use std::fmt::Write;
 use bytes::Bytes;
 use datadriven::TestCase;
 use raft_core::{
-    AppendResponse, Config, Entry, EntryId, EntryPayload, HardState, LogIndex, LogStore,
-    Membership, MembershipChange, MemoryLogStore, Message, MessageBody, Node, NodeId, Persist,
-    ProposalResult, ReadMode, Ready, Role, SnapshotMeta, Term,
+    AppendResponse, Config, Entry, EntryId, EntryPayload, HardState, HeartbeatRound, LogIndex,
+    LogStore, Membership, MembershipChange, MemoryLogStore, Message, MessageBody, Monotonic, Node,
+    NodeId, Persist, ProposalResult, ReadMode, Ready, Role, SnapshotMeta, Term,
 };
+
+/// How much of the monotonic clock one tick stands for (100 ms, the tick length
+/// `Config::new`'s lease default assumes).
+const TICK_MICROS: u64 = 100_000;
 
 #[test]
 fn scenarios() {
@@ -83,6 +93,10 @@ struct Env {
     partition: Option<BTreeSet<u64>>,
     /// Each member's role and term as last printed.
     roles: BTreeMap<u64, (Role, Term)>,
+    /// The script's monotonic clock, in microseconds.
+    now_micros: u64,
+    /// Messages taken aside by `hold-msgs`.
+    held: Vec<Message>,
     out: String,
 }
 
@@ -95,9 +109,13 @@ impl Env {
             "set-log" => self.set_log(case, &ids),
             "tick" => {
                 let count: u32 = named(case, "count").unwrap_or(1);
+                // Every member listed ticks through the same stretch of the clock.
+                let start = self.now_micros;
+                self.now_micros += u64::from(count) * TICK_MICROS;
                 for id in &ids {
                     for i in 1..=count {
-                        let result = self.member(*id).node.tick();
+                        let now = Monotonic(start + u64::from(i) * TICK_MICROS);
+                        let result = self.member(*id).node.tick(now);
                         self.report(*id, result);
                         let node = &self.member(*id).node;
                         let now = (node.role(), node.term());
@@ -107,6 +125,30 @@ impl Env {
                         self.note_role_changes();
                     }
                 }
+            }
+            "advance-clock" => {
+                let ms: u64 = named(case, "ms").expect("advance-clock ms=<n>");
+                self.now_micros += ms * 1000;
+                let _ = writeln!(self.out, "clock at {} ms", self.now_micros / 1000);
+            }
+            "hold-msgs" => {
+                let from: u64 = named(case, "from").expect("from=<id>");
+                let to: u64 = named(case, "to").expect("to=<id>");
+                let (held, rest): (Vec<Message>, Vec<Message>) = std::mem::take(&mut self.network)
+                    .into_iter()
+                    .partition(|m| m.from.0 == from && m.to.0 == to);
+                self.network = rest;
+                for m in &held {
+                    let _ = writeln!(self.out, "  held {}", fmt_message(m));
+                }
+                self.held.extend(held);
+            }
+            "release-msgs" => {
+                for m in &self.held {
+                    let _ = writeln!(self.out, "  released {}", fmt_message(m));
+                }
+                let held = std::mem::take(&mut self.held);
+                self.network.extend(held);
             }
             "campaign" => {
                 for id in &ids {
@@ -198,7 +240,8 @@ impl Env {
                     Some(other) => panic!("unknown read mode {other}"),
                 };
                 for id in &ids {
-                    let result = self.member(*id).node.read_index(request_id, mode);
+                    let now = Monotonic(self.now_micros);
+                    let result = self.member(*id).node.read_index(request_id, mode, now);
                     self.report(*id, result);
                 }
             }
@@ -529,6 +572,8 @@ impl Env {
         member.pending.clear();
         // The application restores its state machine from its snapshot (if any) and
         // applies the committed entries after it again.
+        // A new process: a new incarnation (the driver would draw a random one).
+        member.config.incarnation += 1;
         let mut config = member.config.clone();
         config.applied_index = member.store.snapshot().expect("memory store").index;
         member.node = Node::new(config, member.store.clone()).expect("restart");
@@ -719,6 +764,11 @@ fn fmt_entries(entries: &[Entry]) -> String {
     entries.iter().map(fmt_entry).collect::<Vec<_>>().join(", ")
 }
 
+/// A heartbeat round as `term.sequence`.
+fn fmt_round(round: HeartbeatRound) -> String {
+    format!("{}.{}", round.term, round.sequence)
+}
+
 fn fmt_message(m: &Message) -> String {
     let body = match &m.body {
         MessageBody::PreVote(r) => {
@@ -752,19 +802,30 @@ fn fmt_message(m: &Message) -> String {
             hint_index,
             hint_term,
         }) => format!("AppResp rejected={rejected_index} hint={hint_term}/{hint_index}"),
-        MessageBody::Heartbeat(h) => format!("Heartbeat commit={}", h.leader_commit),
-        MessageBody::HeartbeatResponse => "HeartbeatResp".to_string(),
-        MessageBody::ReadHeartbeat(h) => {
-            format!(
-                "ReadHeartbeat commit={} seq={}",
-                h.leader_commit, h.sequence
-            )
+        MessageBody::Heartbeat(h) => format!(
+            "Heartbeat commit={} round={}",
+            h.leader_commit,
+            fmt_round(h.round)
+        ),
+        MessageBody::HeartbeatResponse(r) => match r.round {
+            Some(round) => format!("HeartbeatResp round={}", fmt_round(round)),
+            None => "HeartbeatResp".to_string(),
+        },
+        MessageBody::ReadHeartbeat(h) => format!(
+            "ReadHeartbeat commit={} round={}",
+            h.leader_commit,
+            fmt_round(h.round)
+        ),
+        MessageBody::ReadHeartbeatResponse(r) => {
+            format!("ReadHeartbeatResp round={}", fmt_round(r.round))
         }
-        MessageBody::ReadHeartbeatResponse(r) => format!("ReadHeartbeatResp seq={}", r.sequence),
-        MessageBody::ReadIndex(r) => format!("ReadIndex req={}", r.request_id),
+        MessageBody::ReadIndex(r) => {
+            format!("ReadIndex id={}.{}", r.id.incarnation, r.id.sequence)
+        }
         MessageBody::ReadIndexResponse(r) => format!(
-            "ReadIndexResp req={} index={}",
-            r.request_id,
+            "ReadIndexResp id={}.{} index={}",
+            r.id.incarnation,
+            r.id.sequence,
             r.index.map_or("retry".to_string(), |i| i.to_string())
         ),
         MessageBody::TimeoutNow => "TimeoutNow".to_string(),

@@ -1,8 +1,10 @@
 //! A deterministic cluster simulator for raft-core. One `u64` seed drives everything:
 //! message drop, duplication, delay and reordering, symmetric and one-way partitions,
 //! crashes that lose whatever was not yet acknowledged durable, restarts, and client
-//! proposals. After every step it checks the safety invariants of Raft (Figure 3 of
-//! the paper) plus this implementation's own promises; a failing seed replays exactly.
+//! proposals, and stalls (a member paused like SIGSTOP: its clock runs on while it
+//! gets no ticks, messages or disk completions). After every step it checks the
+//! safety invariants of Raft (Figure 3 of the paper) plus this implementation's own
+//! promises, linearizable reads included; a failing seed replays exactly.
 //!
 //! Shared by the `simulate` example and the integration tests (included by path, so
 //! the simulator never ships in the library).
@@ -15,14 +17,17 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use raft_core::{
     Config, Entry, EntryId, EntryPayload, LogIndex, LogStore, Membership, MembershipChange,
-    MemoryLogStore, Message, Mutation, Node, NodeId, Persist, ProposalResult, ReadMode, ReadState,
-    Role, SnapshotMeta, Term,
+    MemoryLogStore, Message, Monotonic, Mutation, Node, NodeId, Persist, ProposalResult, ReadMode,
+    ReadState, Role, SnapshotMeta, Term,
 };
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 /// Time units per tick. Messages and disk writes take a few units.
 pub const TICK: u64 = 10;
+
+/// Microseconds of the members' monotonic clock per time unit (a tick is 10 ms).
+pub const UNIT_MICROS: u64 = 1000;
 
 /// How hostile the environment is. All probabilities are per mille.
 #[derive(Clone, Debug)]
@@ -58,6 +63,9 @@ pub struct Faults {
     pub membership_per_mille: u64,
     /// Per tick: chance a random member snapshots and compacts its log.
     pub snapshot_per_mille: u64,
+    /// Per tick: chance a running member (the leader, half the time) is stalled for
+    /// one to four election timeouts.
+    pub stall_per_mille: u64,
 }
 
 impl Faults {
@@ -79,6 +87,7 @@ impl Faults {
             transfer_per_mille: 0,
             membership_per_mille: 0,
             snapshot_per_mille: 0,
+            stall_per_mille: 0,
         }
     }
 
@@ -100,6 +109,7 @@ impl Faults {
             transfer_per_mille: 10,
             membership_per_mille: 15,
             snapshot_per_mille: 60,
+            stall_per_mille: 8,
         }
     }
 
@@ -119,6 +129,11 @@ enum Event {
     /// A message, with the snapshot data beside it for `InstallSnapshot`.
     Deliver(Message, Option<Vec<Entry>>),
     DiskDone {
+        node: usize,
+        incarnation: u64,
+    },
+    /// A stalled member runs again.
+    Resume {
         node: usize,
         incarnation: u64,
     },
@@ -142,6 +157,9 @@ struct SimNode {
     snapshot_data: Vec<Entry>,
     /// Snapshot data received with `InstallSnapshot` messages, by snapshot index.
     incoming_snapshots: BTreeMap<LogIndex, Vec<Entry>>,
+    /// While stalled: the time it runs again. Its ticks are skipped, and messages
+    /// and disk completions wait (in the socket buffer, in the kernel) until then.
+    stalled_until: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +189,9 @@ pub struct Cluster {
     leaders: BTreeMap<Term, NodeId>,
     entry_ids: BTreeMap<(LogIndex, Term), (Term, EntryPayload)>,
     committed: Vec<Entry>,
+    /// For each committed entry, the term of the member that first reported it
+    /// committed: the entry was committed in that term or an earlier one.
+    committed_in: Vec<Term>,
     applied: Vec<Entry>,
     proposals: BTreeMap<EntryId, ProposalState>,
     next_command: u64,
@@ -260,6 +281,7 @@ impl Cluster {
                 was_leader_in: None,
                 snapshot_data: Vec::new(),
                 incoming_snapshots: BTreeMap::new(),
+                stalled_until: None,
             });
             // Ticks are staggered so members do not move in lockstep.
             events.insert((rng.next_u64() % TICK, i as u64), Event::Tick(i));
@@ -279,6 +301,7 @@ impl Cluster {
             leaders: BTreeMap::new(),
             entry_ids: BTreeMap::new(),
             committed: Vec::new(),
+            committed_in: Vec::new(),
             applied: Vec::new(),
             proposals: BTreeMap::new(),
             next_command: 0,
@@ -316,7 +339,11 @@ impl Cluster {
             .wrapping_mul(1_000_003)
             .wrapping_add(sim.id.0 * 7919 + sim.incarnation);
         config.mutation = self.mutation;
+        config.incarnation = sim.incarnation;
         (self.tune)(&mut config);
+        // The lease is half the shortest election timeout, in clock time.
+        config.lease_duration_micros =
+            u64::from(config.election_timeout_ticks_min) * TICK * UNIT_MICROS / 2;
         config.max_inflight_appends = 16;
         config.max_append_bytes = 4096;
         config.applied_index = LogIndex(sim.snapshot_data.len() as u64);
@@ -330,7 +357,36 @@ impl Cluster {
         sim.last_applied = LogIndex(0);
         sim.was_leader_in = None;
         sim.disk.clear();
+        sim.stalled_until = None;
         sim.node = Some(node);
+    }
+
+    /// The members' monotonic clock now (all run at the same rate).
+    pub fn clock(&self) -> Monotonic {
+        Monotonic(self.now * UNIT_MICROS)
+    }
+
+    /// Whether node `i` is stalled now.
+    pub fn is_stalled(&self, i: usize) -> bool {
+        self.nodes[i].stalled_until.is_some()
+    }
+
+    /// Stalls node `i` for `units` time units, like SIGSTOP: its clock keeps running,
+    /// but it gets no ticks, and messages and disk completions for it wait.
+    pub fn stall(&mut self, i: usize, units: u64) {
+        if self.nodes[i].node.is_none() || self.nodes[i].stalled_until.is_some() {
+            return;
+        }
+        let until = self.now + units;
+        self.nodes[i].stalled_until = Some(until);
+        let incarnation = self.nodes[i].incarnation;
+        self.schedule(
+            until,
+            Event::Resume {
+                node: i,
+                incarnation,
+            },
+        );
     }
 
     /// Turns random faults and client load on or off.
@@ -368,9 +424,12 @@ impl Cluster {
                 if i == 0 && self.chaos {
                     self.chaos_tick();
                 }
+                let now = self.clock();
+                let stalled = self.nodes[i].stalled_until.is_some();
                 match self.nodes[i].node.as_mut() {
+                    Some(_) if stalled => None,
                     Some(node) => {
-                        if let Err(e) = node.tick() {
+                        if let Err(e) = node.tick(now) {
                             self.violation(format!("node {} tick failed: {e}", i + 1));
                         }
                         Some(i)
@@ -381,7 +440,11 @@ impl Cluster {
             Event::Deliver(message, snapshot_data) => {
                 let to = message.to.0 as usize - 1;
                 let from = message.from.0 as usize - 1;
-                if self.cut.contains(&(from, to)) {
+                if let Some(until) = self.nodes[to].stalled_until {
+                    // Waits in the stalled member's socket buffer.
+                    self.schedule(until + 1, Event::Deliver(message, snapshot_data));
+                    None
+                } else if self.cut.contains(&(from, to)) {
                     None
                 } else {
                     if let Some(data) = snapshot_data {
@@ -398,6 +461,37 @@ impl Cluster {
                         }
                         None => None,
                     }
+                }
+            }
+            Event::DiskDone {
+                node: i,
+                incarnation,
+            } if self.nodes[i].stalled_until.is_some() => {
+                let until = self.nodes[i].stalled_until.unwrap_or(self.now);
+                self.schedule(
+                    until + 1,
+                    Event::DiskDone {
+                        node: i,
+                        incarnation,
+                    },
+                );
+                None
+            }
+            Event::Resume {
+                node: i,
+                incarnation,
+            } => {
+                if self.nodes[i].incarnation == incarnation && self.nodes[i].stalled_until.is_some()
+                {
+                    self.nodes[i].stalled_until = None;
+                    // The first thing a resumed leader may do is serve a lease read,
+                    // before any tick or message tells it time has passed.
+                    if self.is_leader(i) {
+                        self.read(i, ReadMode::Lease);
+                    }
+                    Some(i)
+                } else {
+                    None
                 }
             }
             Event::DiskDone {
@@ -597,7 +691,7 @@ impl Cluster {
     /// Node `i` snapshots its state machine at its applied index and compacts its log.
     pub fn compact(&mut self, i: usize) {
         let sim = &self.nodes[i];
-        let Some(node) = sim.node.as_ref() else {
+        let Some(node) = sim.node.as_ref().filter(|_| sim.stalled_until.is_none()) else {
             return;
         };
         let index = sim.applied.len();
@@ -713,7 +807,8 @@ impl Cluster {
         let Some(node) = self.nodes[i].node.as_ref() else {
             return;
         };
-        let commit = node.status().commit_index.0 as usize;
+        let status = node.status();
+        let commit = status.commit_index.0 as usize;
         let shadow = &self.nodes[i].shadow;
         if commit > shadow.len() {
             let message = format!(
@@ -737,6 +832,7 @@ impl Cluster {
                 }
             } else {
                 self.committed.push(entry.clone());
+                self.committed_in.push(status.term);
             }
         }
         for index in problems {
@@ -779,8 +875,12 @@ impl Cluster {
     pub fn read(&mut self, i: usize, mode: ReadMode) -> Option<u64> {
         self.next_read += 1;
         let request_id = self.next_read;
+        if self.nodes[i].stalled_until.is_some() {
+            return None; // A stopped process takes no requests.
+        }
+        let now = self.clock();
         let node = self.nodes[i].node.as_mut()?;
-        node.read_index(request_id, mode).ok()?;
+        node.read_index(request_id, mode, now).ok()?;
         self.reads.insert(request_id, (i, self.acknowledged_index));
         self.drain(i);
         self.check_invariants();
@@ -880,6 +980,9 @@ impl Cluster {
     /// Proposes a membership change at node `i`; returns the proposal if accepted.
     pub fn propose_membership(&mut self, i: usize, change: MembershipChange) -> Option<EntryId> {
         let context = self.new_command();
+        if self.nodes[i].stalled_until.is_some() {
+            return None;
+        }
         let node = self.nodes[i].node.as_mut()?;
         let membership = change.first_step(node.membership()).ok()?;
         let id = node
@@ -900,6 +1003,9 @@ impl Cluster {
 
     /// Asks the leader `i` to hand leadership to member `to`.
     pub fn transfer(&mut self, i: usize, to: usize) -> bool {
+        if self.nodes[i].stalled_until.is_some() {
+            return false;
+        }
         let Some(node) = self.nodes[i].node.as_mut() else {
             return false;
         };
@@ -963,12 +1069,18 @@ impl Cluster {
         }
     }
 
-    /// Leader completeness (§5.4): a new leader's log holds every committed entry,
-    /// and with it every proposal acknowledged as committed.
+    /// Leader completeness (§5.4): a new leader's log holds every entry committed in
+    /// an earlier term, and with it every proposal acknowledged as committed. (A
+    /// member may win an old term late, say after a stall delayed the last vote it
+    /// needed; it need not hold what later terms committed.)
     fn check_leader_completeness(&mut self, i: usize) {
         let shadow = &self.nodes[i].shadow;
+        let term = self.nodes[i].was_leader_in.unwrap_or_default();
         let mut missing = None;
         for (position, entry) in self.committed.iter().enumerate() {
+            if self.committed_in[position] >= term {
+                continue;
+            }
             if shadow.get(position) != Some(entry) {
                 missing = Some(position + 1);
                 break;
@@ -1044,6 +1156,14 @@ impl Cluster {
         if self.chance(self.faults.membership_per_mille) {
             self.change_membership();
         }
+        if self.chance(self.faults.stall_per_mille) {
+            let a = match self.leader() {
+                Some(leader) if self.chance(500) => leader,
+                _ => self.range(0, n as u64 - 1) as usize,
+            };
+            let timeouts = self.range(1, 4);
+            self.stall(a, timeouts * 10 * TICK);
+        }
         if self.chance(self.faults.propose_per_mille) {
             let burst = self.range(1, 8);
             for _ in 0..burst {
@@ -1091,6 +1211,7 @@ impl Cluster {
         }
         sim.node = None;
         sim.disk.clear();
+        sim.stalled_until = None;
         sim.incarnation += 1;
     }
 
@@ -1138,6 +1259,9 @@ impl Cluster {
 
     /// Proposes `data` at node `i` if it is running and leads.
     pub fn propose(&mut self, i: usize, data: Bytes) -> Option<EntryId> {
+        if self.nodes[i].stalled_until.is_some() {
+            return None; // A stopped process takes no requests.
+        }
         let node = self.nodes[i].node.as_mut()?;
         match node.propose(data.clone()) {
             Ok(id) => {
@@ -1298,6 +1422,7 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             self.restart(i);
         }
+        // Stalls end on their own (their resume events are queued).
         let start = self.now;
         let deadline = self.now + bound_ticks * TICK;
         let mut final_proposal: Option<EntryId> = None;

@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use raft_server::client::Consistency;
 
 use crate::cluster::TestCluster;
+use crate::netfault::UdpDrop;
 
 async fn write_keys(cluster: &TestCluster, prefix: &str, n: usize) -> BTreeMap<String, String> {
     let client = cluster.any_client();
@@ -127,6 +128,53 @@ async fn a_paused_leader_steps_down_and_serves_no_stale_read() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A leader frozen for several election timeouts (SIGSTOP, its peers unable to reach
+/// it) must not trust a read lease when it wakes up: in the meantime the others
+/// elected a new leader and took a newer write. Its ticks stopped while it was
+/// frozen, but time did not; the lease is measured on the clock, so the first lease
+/// read after the pause is refused or answered with the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_resumed_after_a_pause_serves_no_stale_lease_read() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    let old = cluster.wait_leader().await;
+    cluster.any_client().put("k", "old").await.expect("put");
+    // Its peers' messages are dropped, so when it resumes nothing from the new term
+    // reaches it before the client's read does.
+    let Some(cut) = UdpDrop::to(cluster.members[old].peer_addr) else {
+        return;
+    };
+    cluster.signal(old, Signal::SIGSTOP);
+    let paused = std::time::Instant::now();
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let mut written = false;
+    for _ in 0..400 {
+        if cluster.client(others[0]).put("k", "new").await.is_ok() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "the majority never took the write");
+    // At least three of the longest election timeouts (2 s here) frozen.
+    let frozen = Duration::from_secs(7);
+    if let Some(rest) = frozen.checked_sub(paused.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    cluster.signal(old, Signal::SIGCONT);
+    let client = cluster.client(old);
+    for _ in 0..8 {
+        if let Ok(Some(value)) = client.get("k", Consistency::Lease).await {
+            assert_eq!(
+                value.value,
+                "new".as_bytes(),
+                "stale lease read after a pause"
+            );
+        }
+    }
+    drop(cut);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,5 +7,6 @@ mod kv;
 mod linearizable;
 mod membership;
 mod metrics;
+mod netfault;
 mod snapshots;
 mod tls;

@@ -6,9 +6,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeSet;
 
 use raft_core::{
-    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogIndex, Membership, Message,
-    MessageBody, NodeId, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse,
-    SnapshotMeta, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Entry, EntryPayload, ForwardedReadId, Heartbeat,
+    HeartbeatResponse, HeartbeatRound, LogIndex, Membership, Message, MessageBody, NodeId,
+    ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 
 use super::{Reader, begin_frame, check_version, finish_frame};
@@ -90,16 +91,49 @@ pub fn encoded_len(message: &Message) -> usize {
         }
         MessageBody::AppendResponse(AppendResponse::Accepted { .. }) => 1 + 8,
         MessageBody::AppendResponse(AppendResponse::Rejected { .. }) => 1 + 8 * 3,
-        MessageBody::Heartbeat(_) => 8,
-        MessageBody::ReadHeartbeat(_) => 16,
-        MessageBody::ReadHeartbeatResponse(_) | MessageBody::ReadIndex(_) => 8,
+        MessageBody::Heartbeat(_) | MessageBody::ReadHeartbeat(_) => 8 + ROUND_BYTES,
+        MessageBody::HeartbeatResponse(response) => {
+            1 + ROUND_BYTES * usize::from(response.round.is_some())
+        }
+        MessageBody::ReadHeartbeatResponse(_) => ROUND_BYTES,
+        MessageBody::ReadIndex(_) => FORWARDED_READ_ID_BYTES,
         MessageBody::ReadIndexResponse(response) => {
-            8 + 1 + 8 * usize::from(response.index.is_some())
+            FORWARDED_READ_ID_BYTES + 1 + 8 * usize::from(response.index.is_some())
         }
         MessageBody::InstallSnapshot(meta) => 16 + membership_len(&meta.membership),
         _ => 0,
     };
     super::LENGTH_PREFIX_BYTES + HEADER_BYTES + body
+}
+
+/// Bytes of a heartbeat round: term, sequence.
+const ROUND_BYTES: usize = 16;
+
+fn encode_round(round: HeartbeatRound, out: &mut BytesMut) {
+    out.put_u64_le(round.term.0);
+    out.put_u64_le(round.sequence);
+}
+
+fn decode_round(reader: &mut Reader) -> Result<HeartbeatRound, TransportError> {
+    Ok(HeartbeatRound {
+        term: Term(reader.u64("round term")?),
+        sequence: reader.u64("round sequence")?,
+    })
+}
+
+/// Bytes of a forwarded read's id: incarnation, sequence.
+const FORWARDED_READ_ID_BYTES: usize = 16;
+
+fn encode_forwarded_read_id(id: ForwardedReadId, out: &mut BytesMut) {
+    out.put_u64_le(id.incarnation);
+    out.put_u64_le(id.sequence);
+}
+
+fn decode_forwarded_read_id(reader: &mut Reader) -> Result<ForwardedReadId, TransportError> {
+    Ok(ForwardedReadId {
+        incarnation: reader.u64("read incarnation")?,
+        sequence: reader.u64("read sequence")?,
+    })
 }
 
 fn entry_len(entry: &Entry) -> usize {
@@ -168,24 +202,31 @@ fn encode_body(body: &MessageBody, out: &mut BytesMut) -> Result<u8, TransportEr
         }
         MessageBody::Heartbeat(heartbeat) => {
             out.put_u64_le(heartbeat.leader_commit.0);
+            encode_round(heartbeat.round, out);
             tag::HEARTBEAT
         }
-        MessageBody::HeartbeatResponse => tag::HEARTBEAT_RESPONSE,
+        MessageBody::HeartbeatResponse(response) => {
+            out.put_u8(u8::from(response.round.is_some()));
+            if let Some(round) = response.round {
+                encode_round(round, out);
+            }
+            tag::HEARTBEAT_RESPONSE
+        }
         MessageBody::ReadHeartbeat(heartbeat) => {
             out.put_u64_le(heartbeat.leader_commit.0);
-            out.put_u64_le(heartbeat.sequence);
+            encode_round(heartbeat.round, out);
             tag::READ_HEARTBEAT
         }
         MessageBody::ReadHeartbeatResponse(response) => {
-            out.put_u64_le(response.sequence);
+            encode_round(response.round, out);
             tag::READ_HEARTBEAT_RESPONSE
         }
         MessageBody::ReadIndex(request) => {
-            out.put_u64_le(request.request_id);
+            encode_forwarded_read_id(request.id, out);
             tag::READ_INDEX
         }
         MessageBody::ReadIndexResponse(response) => {
-            out.put_u64_le(response.request_id);
+            encode_forwarded_read_id(response.id, out);
             out.put_u8(u8::from(response.index.is_some()));
             if let Some(index) = response.index {
                 out.put_u64_le(index.0);
@@ -224,20 +265,26 @@ fn decode_body(tag: u8, reader: &mut Reader) -> Result<MessageBody, TransportErr
         tag::APPEND_RESPONSE => MessageBody::AppendResponse(decode_append_response(reader)?),
         tag::HEARTBEAT => MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(reader.u64("leader_commit")?),
+            round: decode_round(reader)?,
         }),
-        tag::HEARTBEAT_RESPONSE => MessageBody::HeartbeatResponse,
+        tag::HEARTBEAT_RESPONSE => MessageBody::HeartbeatResponse(HeartbeatResponse {
+            round: match reader.bool("has round")? {
+                true => Some(decode_round(reader)?),
+                false => None,
+            },
+        }),
         tag::READ_HEARTBEAT => MessageBody::ReadHeartbeat(ReadHeartbeat {
             leader_commit: LogIndex(reader.u64("leader_commit")?),
-            sequence: reader.u64("sequence")?,
+            round: decode_round(reader)?,
         }),
         tag::READ_HEARTBEAT_RESPONSE => MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse {
-            sequence: reader.u64("sequence")?,
+            round: decode_round(reader)?,
         }),
         tag::READ_INDEX => MessageBody::ReadIndex(ReadIndexRequest {
-            request_id: reader.u64("request_id")?,
+            id: decode_forwarded_read_id(reader)?,
         }),
         tag::READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: reader.u64("request_id")?,
+            id: decode_forwarded_read_id(reader)?,
             index: match reader.bool("has read index")? {
                 true => Some(LogIndex(reader.u64("read index")?)),
                 false => None,

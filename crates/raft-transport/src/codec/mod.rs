@@ -15,7 +15,7 @@ pub use message::{decode_message, encode_message, encoded_len};
 /// The wire version this build writes and the only one it reads. It changes only
 /// when an existing layout changes; adding a message kind takes a new tag instead
 /// (see the compatibility rule in docs/wire-format.md).
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

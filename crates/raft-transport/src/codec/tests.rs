@@ -32,6 +32,10 @@ fn every_kind_round_trips() {
         last_log_index: LogIndex(9),
         last_log_term: Term(3),
     };
+    let round = HeartbeatRound {
+        term: Term(7),
+        sequence: 41,
+    };
     let bodies = [
         MessageBody::PreVote(vote),
         MessageBody::PreVoteResponse(VoteResponse { granted: true }),
@@ -64,20 +68,33 @@ fn every_kind_round_trips() {
         }),
         MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(6),
+            round,
         }),
-        MessageBody::HeartbeatResponse,
+        MessageBody::HeartbeatResponse(HeartbeatResponse { round: Some(round) }),
+        MessageBody::HeartbeatResponse(HeartbeatResponse { round: None }),
         MessageBody::ReadHeartbeat(ReadHeartbeat {
             leader_commit: LogIndex(6),
-            sequence: 41,
+            round,
         }),
-        MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { sequence: 41 }),
-        MessageBody::ReadIndex(ReadIndexRequest { request_id: 9 }),
+        MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { round }),
+        MessageBody::ReadIndex(ReadIndexRequest {
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 9,
+            },
+        }),
         MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: 9,
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 9,
+            },
             index: Some(LogIndex(6)),
         }),
         MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: 10,
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 10,
+            },
             index: None,
         }),
         MessageBody::TimeoutNow,
@@ -139,7 +156,7 @@ fn command_payloads_are_slices_of_the_frame() {
 #[test]
 fn unknown_tag_is_a_typed_error() {
     let mut buf = BytesMut::new();
-    encode_message(&message(MessageBody::HeartbeatResponse), &mut buf).unwrap();
+    encode_message(&message(MessageBody::TimeoutNow), &mut buf).unwrap();
     buf[5] = 200;
     let error = decode_all(&buf, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
     assert!(matches!(
@@ -151,7 +168,7 @@ fn unknown_tag_is_a_typed_error() {
 #[test]
 fn unknown_version_is_a_typed_error() {
     let mut buf = BytesMut::new();
-    encode_message(&message(MessageBody::HeartbeatResponse), &mut buf).unwrap();
+    encode_message(&message(MessageBody::TimeoutNow), &mut buf).unwrap();
     buf[4] = 9;
     let error = decode_all(&buf, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
     assert!(matches!(
@@ -218,6 +235,13 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
     })
 }
 
+fn round() -> impl Strategy<Value = HeartbeatRound> {
+    (any::<u64>(), any::<u64>()).prop_map(|(term, sequence)| HeartbeatRound {
+        term: Term(term),
+        sequence,
+    })
+}
+
 fn arb_body() -> impl Strategy<Value = MessageBody> {
     let vote = (any::<u64>(), any::<u64>()).prop_map(|(index, term)| VoteRequest {
         last_log_index: LogIndex(index),
@@ -254,26 +278,45 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                 hint_term: Term(term),
             })
         }),
-        any::<u64>().prop_map(|commit| MessageBody::Heartbeat(Heartbeat {
-            leader_commit: LogIndex(commit)
+        (any::<u64>(), round()).prop_map(|(commit, round)| MessageBody::Heartbeat(Heartbeat {
+            leader_commit: LogIndex(commit),
+            round,
         })),
-        Just(MessageBody::HeartbeatResponse),
-        (any::<u64>(), any::<u64>()).prop_map(|(commit, sequence)| {
+        proptest::option::of(round())
+            .prop_map(|round| MessageBody::HeartbeatResponse(HeartbeatResponse { round })),
+        (any::<u64>(), round()).prop_map(|(commit, round)| {
             MessageBody::ReadHeartbeat(ReadHeartbeat {
                 leader_commit: LogIndex(commit),
-                sequence,
+                round,
             })
         }),
-        any::<u64>().prop_map(|sequence| {
-            MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { sequence })
+        round().prop_map(|round| {
+            MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { round })
         }),
-        any::<u64>().prop_map(|request_id| MessageBody::ReadIndex(ReadIndexRequest { request_id })),
-        (any::<u64>(), proptest::option::of(any::<u64>())).prop_map(|(request_id, index)| {
-            MessageBody::ReadIndexResponse(ReadIndexResponse {
-                request_id,
-                index: index.map(LogIndex),
+        (any::<u64>(), any::<u64>()).prop_map(|(incarnation, sequence)| {
+            MessageBody::ReadIndex(ReadIndexRequest {
+                id: ForwardedReadId {
+                    incarnation,
+                    sequence,
+                },
             })
         }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(incarnation, sequence, index)| MessageBody::ReadIndexResponse(
+                    ReadIndexResponse {
+                        id: ForwardedReadId {
+                            incarnation,
+                            sequence,
+                        },
+                        index: index.map(LogIndex),
+                    }
+                ),
+            ),
         Just(MessageBody::TimeoutNow),
         (any::<u64>(), any::<u64>()).prop_map(|(index, term)| {
             MessageBody::TransferVote(VoteRequest {

@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 use raft_core::{
-    AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogIndex, Membership, Message,
-    MessageBody, NodeId, ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse,
-    SnapshotMeta, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Entry, EntryPayload, ForwardedReadId, Heartbeat,
+    HeartbeatResponse, HeartbeatRound, LogIndex, Membership, Message, MessageBody, NodeId,
+    ReadHeartbeat, ReadHeartbeatResponse, ReadIndexRequest, ReadIndexResponse, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 use raft_transport::{Incoming, TransportError};
 
@@ -15,6 +16,10 @@ fn all_kinds(from: u64, to: u64) -> Vec<Message> {
     let vote = VoteRequest {
         last_log_index: LogIndex(10),
         last_log_term: Term(2),
+    };
+    let round = HeartbeatRound {
+        term: Term(2),
+        sequence: 5,
     };
     let bodies = vec![
         MessageBody::PreVote(vote),
@@ -48,16 +53,25 @@ fn all_kinds(from: u64, to: u64) -> Vec<Message> {
         }),
         MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(12),
+            round,
         }),
-        MessageBody::HeartbeatResponse,
+        MessageBody::HeartbeatResponse(HeartbeatResponse { round: Some(round) }),
         MessageBody::ReadHeartbeat(ReadHeartbeat {
             leader_commit: LogIndex(12),
-            sequence: 5,
+            round,
         }),
-        MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { sequence: 5 }),
-        MessageBody::ReadIndex(ReadIndexRequest { request_id: 77 }),
+        MessageBody::ReadHeartbeatResponse(ReadHeartbeatResponse { round }),
+        MessageBody::ReadIndex(ReadIndexRequest {
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 77,
+            },
+        }),
         MessageBody::ReadIndexResponse(ReadIndexResponse {
-            request_id: 77,
+            id: ForwardedReadId {
+                incarnation: 3,
+                sequence: 77,
+            },
             index: Some(LogIndex(12)),
         }),
         MessageBody::TimeoutNow,

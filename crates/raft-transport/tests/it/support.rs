@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::{Heartbeat, LogIndex, Message, MessageBody, NodeId, Term};
+use raft_core::{Heartbeat, HeartbeatRound, LogIndex, Message, MessageBody, NodeId, Term};
 use raft_transport::certs::{DevCa, PemPair};
 use raft_transport::{Incoming, TlsIdentity, Transport, TransportConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -133,6 +133,10 @@ pub(crate) fn heartbeat(from: u64, to: u64, commit: u64) -> Message {
         term: Term(1),
         body: MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(commit),
+            round: HeartbeatRound {
+                term: Term(1),
+                sequence: 0,
+            },
         }),
     }
 }

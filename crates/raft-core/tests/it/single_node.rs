@@ -1,0 +1,162 @@
+//! One node driven by hand-made messages from fictional peers: rules that a whole
+//! cluster rarely reaches on its own (a TimeoutNow reaching a leader or candidate,
+//! a snapshot covering a deposed leader's proposals).
+
+use bytes::Bytes;
+use raft_core::{
+    AppendRequest, Config, Entry, EntryId, EntryPayload, LogIndex, Membership, MemoryLogStore,
+    Message, MessageBody, Monotonic, Node, NodeId, ProposalOutcome, ProposalResult, ReadMode, Role,
+    SnapshotMeta, Term, VoteResponse,
+};
+
+fn members() -> Membership {
+    Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)])
+}
+
+fn message(from: u64, term: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(term),
+        body,
+    }
+}
+
+/// Persists every handed-out write at once and collects proposal outcomes.
+fn drain(node: &mut Node<MemoryLogStore>, store: &MemoryLogStore) -> Vec<ProposalOutcome> {
+    let mut outcomes = Vec::new();
+    while node.has_ready() {
+        let ready = node.ready().expect("ready");
+        if let Some(persist) = ready.persist {
+            if let Some(snapshot) = &persist.snapshot {
+                store.install_snapshot(snapshot);
+            }
+            if let Some(hard_state) = persist.hard_state {
+                store.set_hard_state(hard_state);
+            }
+            store.append(&persist.entries);
+            node.on_persisted(persist.ack).expect("persisted");
+        }
+        if let Some(last) = ready.committed_entries.last() {
+            node.on_applied(last.index);
+        }
+        outcomes.extend(ready.proposal_outcomes);
+    }
+    outcomes
+}
+
+/// Member 1 as a candidate of term 1, its vote for itself durable.
+fn candidate() -> (Node<MemoryLogStore>, MemoryLogStore) {
+    let store = MemoryLogStore::new(members());
+    let mut node = Node::new(Config::new(NodeId(1)), store.clone()).expect("node");
+    node.campaign().expect("campaign");
+    let granted = MessageBody::PreVoteResponse(VoteResponse { granted: true });
+    node.step(message(2, 1, granted)).expect("pre-vote");
+    drain(&mut node, &store);
+    assert_eq!((node.role(), node.term()), (Role::Candidate, Term(1)));
+    (node, store)
+}
+
+/// Member 1 as the leader of term 1, its empty entry 1/1 committed.
+fn leader() -> (Node<MemoryLogStore>, MemoryLogStore) {
+    let (mut node, store) = candidate();
+    let granted = MessageBody::VoteResponse(VoteResponse { granted: true });
+    node.step(message(2, 1, granted)).expect("vote");
+    drain(&mut node, &store);
+    assert_eq!(node.role(), Role::Leader);
+    let accepted = MessageBody::AppendResponse(raft_core::AppendResponse::Accepted {
+        match_index: LogIndex(1),
+    });
+    node.step(message(2, 1, accepted)).expect("append answer");
+    drain(&mut node, &store);
+    assert_eq!(node.status().commit_index, LogIndex(1));
+    (node, store)
+}
+
+/// A TimeoutNow is the leader's word to one follower. A leader that receives one
+/// (from a broken or confused peer) must not start an election: that would skip
+/// the step-down path that answers its pending reads with "retry".
+#[test]
+fn leader_ignores_timeout_now() {
+    let (mut node, store) = leader();
+    node.read_index(7, ReadMode::Quorum, Monotonic(0))
+        .expect("read");
+    drain(&mut node, &store);
+    let before = node.status();
+    let _ = node.step(message(2, 1, MessageBody::TimeoutNow));
+    let after = node.status();
+    assert_eq!((after.role, after.term), (Role::Leader, Term(1)));
+    assert_eq!(after, before, "no state change");
+    assert!(!node.has_ready(), "nothing to hand out");
+}
+
+/// A candidate that receives a TimeoutNow keeps its election; it does not start
+/// another one in a new term.
+#[test]
+fn candidate_ignores_timeout_now() {
+    let (mut node, _store) = candidate();
+    let before = node.status();
+    let _ = node.step(message(2, 1, MessageBody::TimeoutNow));
+    assert_eq!(node.status(), before, "no state change");
+    assert_eq!((node.role(), node.term()), (Role::Candidate, Term(1)));
+}
+
+/// Member 1 leads term 1 and proposes x at 2 and y at 3. The term-2 leader
+/// (member 2) cuts 3 off with its own entry; the term-3 leader (member 3), which
+/// holds 1..=3 of term 1, sends a snapshot through 3/1. The snapshot's last entry
+/// is member 1's own of term 1, so by log matching everything before it in the
+/// committed log is member 1's term-1 log: both proposals are committed.
+#[test]
+fn snapshot_of_the_proposals_term_proves_them_committed() {
+    let (mut node, store) = leader();
+    let x = node.propose(Bytes::from("x")).expect("propose x");
+    let y = node.propose(Bytes::from("y")).expect("propose y");
+    assert_eq!((x.index, y.index), (LogIndex(2), LogIndex(3)));
+    drain(&mut node, &store);
+    let cut = MessageBody::Append(AppendRequest {
+        prev_log_index: LogIndex(2),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(3),
+            payload: EntryPayload::Empty,
+        }],
+        leader_commit: LogIndex(1),
+    });
+    node.step(message(2, 2, cut)).expect("append of term 2");
+    assert!(drain(&mut node, &store).is_empty());
+    let snapshot = MessageBody::InstallSnapshot(SnapshotMeta {
+        index: LogIndex(3),
+        term: Term(1),
+        membership: members(),
+    });
+    node.step(message(3, 3, snapshot)).expect("snapshot");
+    let outcomes = drain(&mut node, &store);
+    let result_of = |proposal: EntryId| {
+        outcomes
+            .iter()
+            .find(|o| o.proposal == proposal)
+            .map(|o| o.result)
+    };
+    assert_eq!(result_of(x), Some(ProposalResult::Committed));
+    assert_eq!(result_of(y), Some(ProposalResult::Committed));
+}
+
+/// The same, but the snapshot ends in an entry of a later term than the
+/// proposals': it proves nothing about which entries sit below it, so a proposal
+/// below its index is unknown.
+#[test]
+fn snapshot_of_a_later_term_leaves_proposals_unknown() {
+    let (mut node, store) = leader();
+    let x = node.propose(Bytes::from("x")).expect("propose x");
+    drain(&mut node, &store);
+    let snapshot = MessageBody::InstallSnapshot(SnapshotMeta {
+        index: LogIndex(4),
+        term: Term(2),
+        membership: members(),
+    });
+    node.step(message(2, 2, snapshot)).expect("snapshot");
+    let outcomes = drain(&mut node, &store);
+    let result = outcomes.iter().find(|o| o.proposal == x).map(|o| o.result);
+    assert_eq!(result, Some(ProposalResult::Unknown));
+}
