@@ -107,7 +107,7 @@ pub(crate) struct SnapshotManager {
     /// Peers a snapshot is being streamed to.
     sending: HashSet<NodeId>,
     backoff: SnapshotBackoff,
-    restore: Option<PendingRestore>,
+    restores: Restores,
     events: mpsc::UnboundedSender<SnapshotEvent>,
 }
 
@@ -140,7 +140,7 @@ impl SnapshotManager {
             job: None,
             sending: HashSet::new(),
             backoff: SnapshotBackoff::default(),
-            restore: None,
+            restores: Restores::default(),
             events,
         };
         (manager, events_rx)
@@ -303,14 +303,14 @@ impl SnapshotManager {
                 result,
             } => match result {
                 Ok((kv, staged)) => {
-                    if let Some(older) = self.restore.take() {
-                        discard(older);
-                    }
-                    self.restore = Some(PendingRestore {
+                    let displaced = self.restores.stage(PendingRestore {
                         index: snapshot.index,
                         kv,
                         staged,
                     });
+                    if let Some(older) = displaced {
+                        discard(older);
+                    }
                     NodeAction::Step(Message {
                         from,
                         to: own_id,
@@ -330,7 +330,7 @@ impl SnapshotManager {
     /// message the node did not turn into an install (it was stale, or this member
     /// moved to a newer term) is discarded.
     pub(crate) fn settle(&mut self) {
-        if let Some(restore) = self.restore.take() {
+        if let Some(restore) = self.restores.settle() {
             tracing::info!(index = %restore.index, "received snapshot not installed; discarded");
             discard(restore);
         }
@@ -340,11 +340,7 @@ impl SnapshotManager {
     /// returned completion fires once that is durable, and WAL writes handed out
     /// after it are ordered after it), and the caller replaces the state machine.
     pub(crate) fn install(&mut self, snapshot: &SnapshotMeta) -> Result<Installing, String> {
-        let Some(restore) = self
-            .restore
-            .take()
-            .filter(|restore| restore.index == snapshot.index)
-        else {
+        let Some(restore) = self.restores.take(snapshot.index) else {
             return Err(format!(
                 "asked to install snapshot {} that was not received",
                 snapshot.index
@@ -396,6 +392,33 @@ impl SnapshotManager {
     }
 }
 
+/// The staged snapshot whose message was just stepped into the node, if any. It
+/// lives until the node's readies that follow: taken for an install, or settled
+/// (discarded) if the node did not ask for it, so a refused snapshot is never
+/// installed later by mistake and its file does not linger.
+#[derive(Default)]
+struct Restores {
+    pending: Option<PendingRestore>,
+}
+
+impl Restores {
+    /// Keeps `restore`; returns the one it displaces, to discard.
+    fn stage(&mut self, restore: PendingRestore) -> Option<PendingRestore> {
+        self.pending.replace(restore)
+    }
+
+    /// The staged snapshot at `index`, for an install. Anything else staged is
+    /// dropped (its file deleted).
+    fn take(&mut self, index: LogIndex) -> Option<PendingRestore> {
+        self.pending.take().filter(|restore| restore.index == index)
+    }
+
+    /// The node's readies are handled: whatever is still staged was not asked for.
+    fn settle(&mut self) -> Option<PendingRestore> {
+        self.pending.take()
+    }
+}
+
 /// Deletes a staged snapshot that will not be installed, off the caller's thread.
 fn discard(restore: PendingRestore) {
     let index = restore.index;
@@ -442,6 +465,48 @@ impl SnapshotBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn staged(wal: &Wal, index: u64) -> PendingRestore {
+        let writer = wal
+            .snapshot_writer(index, 1, bytes::Bytes::new())
+            .expect("writer");
+        PendingRestore {
+            index: LogIndex(index),
+            kv: KvStore::new([]),
+            staged: writer.finish_staged().expect("staged"),
+        }
+    }
+
+    #[test]
+    fn a_staged_snapshot_the_node_did_not_ask_for_is_not_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), raft_wal::WalOptions::default()).expect("wal");
+        let mut restores = Restores::default();
+        assert!(restores.stage(staged(&wal, 10)).is_none());
+        // The node refused it (no install in its readies): settled away...
+        let refused = restores
+            .settle()
+            .expect("the refused snapshot is handed back");
+        assert_eq!(refused.index, LogIndex(10));
+        refused.staged.discard().expect("discard");
+        // ...so a later request to install index 10 finds nothing staged.
+        assert!(restores.take(LogIndex(10)).is_none());
+        // A newer snapshot displaces an older one; only the asked-for index installs.
+        assert!(restores.stage(staged(&wal, 20)).is_none());
+        let displaced = restores.stage(staged(&wal, 30)).expect("displaced");
+        assert_eq!(displaced.index, LogIndex(20));
+        assert!(restores.take(LogIndex(20)).is_none(), "a mismatched index");
+        assert!(restores.stage(staged(&wal, 40)).is_none());
+        assert_eq!(
+            restores.take(LogIndex(40)).map(|r| r.index),
+            Some(LogIndex(40))
+        );
+        assert!(restores.settle().is_none());
+        assert!(
+            wal.latest_snapshot().is_none(),
+            "nothing staged became the latest"
+        );
+    }
 
     #[test]
     fn snapshot_retries_back_off_and_reset_after_a_success() {
