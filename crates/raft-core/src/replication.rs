@@ -226,6 +226,25 @@ impl<S: LogStore> Node<S> {
         // they do not extend the lease; heartbeats do.
         progress.recent_active = true;
         match response {
+            AppendResponse::RejectedAfterLoss {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                // The member lost entries it had acknowledged: what this leader
+                // knew of its log is void. Probe it from scratch (from the hint).
+                let probe_from = if hint_term > Term(0) {
+                    self.log.find_conflict_by_term(hint_index, hint_term)?.0
+                } else {
+                    hint_index
+                };
+                let progress = self
+                    .progress
+                    .get_mut(&from)
+                    .expect("progress checked above");
+                progress.forget_match(probe_from.next().min(rejected_index.max(LogIndex(1))));
+                self.send_append(from, true)?;
+            }
             AppendResponse::Rejected {
                 rejected_index,
                 hint_index,

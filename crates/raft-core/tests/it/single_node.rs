@@ -160,3 +160,108 @@ fn snapshot_of_a_later_term_leaves_proposals_unknown() {
     let result = outcomes.iter().find(|o| o.proposal == x).map(|o| o.result);
     assert_eq!(result, Some(ProposalResult::Unknown));
 }
+
+/// Member 1 restarts from a store whose WAL cut a damaged last write that may have
+/// been acknowledged (FAST'18 "Protocol-Aware Recovery"): its log may lack entries
+/// it promised a leader, so its vote could help elect a leader without them. It
+/// refuses votes and pre-votes, and does not campaign, until a leader of the
+/// current term has brought its log in line (an accepted append through the
+/// leader's commit index, in the leader's term) and that log is durable; then it
+/// votes normally in a later term.
+#[test]
+fn member_that_may_have_lost_entries_votes_only_once_caught_up() {
+    let store = MemoryLogStore::new(members());
+    store.append(&[Entry {
+        term: Term(1),
+        index: LogIndex(1),
+        payload: EntryPayload::Empty,
+    }]);
+    store.set_hard_state(raft_core::HardState {
+        term: Term(1),
+        vote: None,
+        commit: LogIndex(1),
+    });
+    store.set_log_may_have_lost_entries(true);
+    let mut config = Config::new(NodeId(1));
+    config.check_quorum = false; // no leader lease: only the flag refuses votes
+    let mut node = Node::new(config, store.clone()).expect("node");
+    assert!(node.status().catching_up);
+
+    // A candidate whose log looks at least as up to date: refused, both rounds.
+    let request = raft_core::VoteRequest {
+        last_log_index: LogIndex(1),
+        last_log_term: Term(1),
+    };
+    node.step(message(2, 2, MessageBody::PreVote(request)))
+        .expect("pre-vote");
+    node.step(message(2, 2, MessageBody::Vote(request)))
+        .expect("vote");
+    let answers = answers_to(&mut node, &store, 2);
+    assert_eq!(answers, vec![false, false], "pre-vote and vote refused");
+    assert_eq!(node.status().vote, None);
+    // Nor does it campaign.
+    node.campaign().expect("campaign");
+    assert_eq!(node.role(), Role::Follower);
+
+    // The term-2 leader (member 2) appends its empty entry 2/2 and says 2 is
+    // committed: the log now matches the leader's through its commit index.
+    let append = MessageBody::Append(AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(2),
+            payload: EntryPayload::Empty,
+        }],
+        leader_commit: LogIndex(2),
+    });
+    node.step(message(2, 2, append)).expect("append");
+    let ready = node.ready().expect("ready");
+    assert!(
+        node.status().catching_up,
+        "caught up only once the entries are durable"
+    );
+    let persist = ready.persist.expect("a write");
+    if let Some(hard_state) = persist.hard_state {
+        store.set_hard_state(hard_state);
+    }
+    store.append(&persist.entries);
+    node.on_persisted(persist.ack).expect("persisted");
+    assert!(!node.status().catching_up, "caught up");
+
+    // A vote request of a later term from an up-to-date candidate is granted.
+    let request = raft_core::VoteRequest {
+        last_log_index: LogIndex(2),
+        last_log_term: Term(2),
+    };
+    node.step(message(3, 3, MessageBody::Vote(request)))
+        .expect("vote");
+    assert_eq!(answers_to(&mut node, &store, 3), vec![true]);
+    assert_eq!(node.status().vote, Some(NodeId(3)));
+}
+
+/// The (pre-)vote answers node sent to `to`, persisting what has to be durable first.
+fn answers_to(node: &mut Node<MemoryLogStore>, store: &MemoryLogStore, to: u64) -> Vec<bool> {
+    let mut answers = Vec::new();
+    while node.has_ready() {
+        let ready = node.ready().expect("ready");
+        let mut messages = ready.messages;
+        if let Some(persist) = ready.persist {
+            if let Some(hard_state) = persist.hard_state {
+                store.set_hard_state(hard_state);
+            }
+            store.append(&persist.entries);
+            node.on_persisted(persist.ack).expect("persisted");
+            messages.extend(persist.messages);
+        }
+        for m in messages.into_iter().filter(|m| m.to == NodeId(to)) {
+            match m.body {
+                MessageBody::PreVoteResponse(r) | MessageBody::VoteResponse(r) => {
+                    answers.push(r.granted)
+                }
+                _ => {}
+            }
+        }
+    }
+    answers
+}
