@@ -383,10 +383,8 @@ impl<S: LogStore> Node<S> {
         last_new_index: crate::types::LogIndex,
         leader_commit: crate::types::LogIndex,
     ) -> Result<(), StorageError> {
-        if self.catching_up == CatchingUp::No
-            || last_new_index < leader_commit
-            || self.log.term(last_new_index)? != self.term
-        {
+        let of_this_term = matches!(self.log.term(last_new_index), Ok(term) if term == self.term);
+        if self.catching_up == CatchingUp::No || last_new_index < leader_commit || !of_this_term {
             return Ok(());
         }
         self.catching_up = CatchingUp::WaitingForDurable(last_new_index);
