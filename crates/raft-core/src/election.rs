@@ -31,9 +31,20 @@ pub(crate) enum Campaign {
 
 impl<S: LogStore> Node<S> {
     pub(crate) fn tick_election(&mut self) -> Result<(), StorageError> {
-        self.election_elapsed_ticks += 1;
+        self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
         if self.election_elapsed_ticks >= self.config.election_timeout_ticks_min {
             self.lease_since_start = false;
+        }
+        let may_campaign =
+            self.membership.is_voter(self.id()) && self.catching_up == CatchingUp::No;
+        if !may_campaign {
+            // A member that may not campaign (a learner, or a voter in a
+            // configuration it has not learned yet, or one catching up) keeps
+            // counting: once an election timeout passed without a leader its lease
+            // on the old leader lapses and it answers vote requests again. Starting
+            // the count over would keep it "in the lease" forever, and a cluster
+            // that needs its vote could elect no one.
+            return Ok(());
         }
         if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.election_elapsed_ticks = 0;

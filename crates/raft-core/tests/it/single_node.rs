@@ -265,3 +265,37 @@ fn answers_to(node: &mut Node<MemoryLogStore>, store: &MemoryLogStore, to: u64) 
     }
     answers
 }
+
+/// A member that may not campaign (here a learner) still lets its lease on a
+/// silent leader lapse after an election timeout, and answers vote requests again.
+/// (It used to start its count over at every timeout, staying "in the lease"
+/// forever: a cluster that needed its vote, say while another voter is catching up
+/// after a lost log tail, could elect no one.)
+#[test]
+fn member_that_may_not_campaign_answers_votes_once_the_leader_is_silent() {
+    let mut membership = Membership::with_voters([NodeId(2), NodeId(3)]);
+    membership.learners.insert(NodeId(1));
+    let store = MemoryLogStore::new(membership);
+    let mut config = Config::new(NodeId(1));
+    config.election_timeout_ticks_max = config.election_timeout_ticks_min + 1;
+    let mut node = Node::new(config.clone(), store.clone()).expect("node");
+    let heartbeat = MessageBody::Heartbeat(raft_core::Heartbeat {
+        leader_commit: LogIndex(0),
+        round: raft_core::HeartbeatRound {
+            term: Term(1),
+            sequence: 0,
+        },
+    });
+    node.step(message(2, 1, heartbeat)).expect("heartbeat");
+    drain(&mut node, &store);
+    for tick in 1..=u64::from(config.election_timeout_ticks_min) {
+        node.tick(Monotonic(tick * 100_000)).expect("tick");
+    }
+    let request = raft_core::VoteRequest {
+        last_log_index: LogIndex(0),
+        last_log_term: Term(0),
+    };
+    node.step(message(3, 2, MessageBody::PreVote(request)))
+        .expect("pre-vote");
+    assert_eq!(answers_to(&mut node, &store, 3), vec![true]);
+}
