@@ -1220,7 +1220,7 @@ impl Cluster {
             let a = self.range(0, n as u64 - 1) as usize;
             self.compact(a);
         }
-        if self.chance(self.faults.membership_per_mille) {
+        if self.chance(self.faults.membership_per_mille) && !(0..n).any(|j| self.store_flagged(j)) {
             self.change_membership();
         }
         if self.chance(self.faults.stall_per_mille) {
@@ -1290,6 +1290,7 @@ impl Cluster {
         }
         let others_flagged = (0..self.nodes.len()).any(|j| j != i && self.store_flagged(j));
         if !others_flagged
+            && self.configuration_settled()
             && self.nodes[i].last_write.is_some()
             && self.chance(self.faults.lose_last_write_per_mille)
         {
@@ -1318,6 +1319,24 @@ impl Cluster {
         });
         sim.store.set_log_may_have_lost_entries(true);
         self.writes_lost += 1;
+    }
+
+    /// Whether every running member that belongs to its own configuration sees the
+    /// same, non-joint configuration. A lost log tail is injected only then, and no
+    /// membership change starts while a member is flagged: a flagged member must not
+    /// be the vote a joint majority cannot do without (the documented liveness cost,
+    /// which needs an operator).
+    fn configuration_settled(&self) -> bool {
+        let mut views = self
+            .nodes
+            .iter()
+            .filter_map(|sim| sim.node.as_ref())
+            .filter(|node| node.membership().contains(node.id()))
+            .map(|node| node.membership());
+        let Some(first) = views.next() else {
+            return true;
+        };
+        !first.is_joint() && views.all(|m| m == first)
     }
 
     /// Whether node `i`'s store carries the "may have lost entries" flag.
@@ -1616,15 +1635,27 @@ impl Cluster {
                     let s = node.status();
                     let _ = write!(
                         out,
-                        "\n  node {}: {:?} term {} leader {:?} last {} commit {} applied {} persisted {}",
+                        "\n  node {}: {:?} term {} vote {:?} leader {:?} last {} commit {} applied {} persisted {}{}{} voters {:?}",
                         i + 1,
                         s.role,
                         s.term,
+                        s.vote.map(|v| v.0),
                         s.leader.map(|l| l.0),
                         s.last_index,
                         s.commit_index,
                         s.applied_index,
-                        s.persisted_index
+                        s.persisted_index,
+                        if s.catching_up { " catching-up" } else { "" },
+                        if sim.stalled_until.is_some() {
+                            " stalled"
+                        } else {
+                            ""
+                        },
+                        node.membership()
+                            .voters
+                            .iter()
+                            .map(|v| v.0)
+                            .collect::<Vec<_>>(),
                     );
                 }
                 None => {
