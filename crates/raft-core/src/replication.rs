@@ -261,7 +261,21 @@ impl<S: LogStore> Node<S> {
                     .progress
                     .get_mut(&from)
                     .expect("progress checked above");
-                if progress.maybe_decrease_to(rejected_index, probe_from) {
+                if progress.state == ProgressState::Probe
+                    && rejected_index == progress.next_index.prev()
+                    && rejected_index <= progress.match_index
+                    && rejected_index > LogIndex(0)
+                {
+                    // The probe in flight asked about an entry the member had
+                    // acknowledged, and it lacks it: its log lost that entry (an
+                    // acknowledgement sent before its WAL cut a torn tail arrived
+                    // after the restart). Probing never goes below the match index,
+                    // so forget it. (If the answer is merely a reordered old one,
+                    // this costs a re-probe, never safety: a lower match index only
+                    // counts fewer replicas.)
+                    progress.forget_match(probe_from.next().min(rejected_index));
+                    self.send_append(from, true)?;
+                } else if progress.maybe_decrease_to(rejected_index, probe_from) {
                     if progress.state == ProgressState::Replicate {
                         progress.become_probe();
                     }

@@ -299,3 +299,38 @@ fn member_that_may_not_campaign_answers_votes_once_the_leader_is_silent() {
         .expect("pre-vote");
     assert_eq!(answers_to(&mut node, &store, 3), vec![true]);
 }
+
+/// Member 2 acknowledged 1/1, then restarted from a WAL that cut it (the
+/// acknowledgement was still on its way). The leader probes from its match index;
+/// member 2 rejects the probe at that very index. The leader must look further back
+/// (probing never goes below a match index, so it forgets the match) rather than
+/// repeat the same probe forever.
+#[test]
+fn leader_forgets_a_match_index_the_member_denies() {
+    let (mut node, store) = leader();
+    node.report_unreachable(NodeId(2)); // probe from match + 1 = 2
+    node.propose(Bytes::from("x")).expect("propose");
+    let probe_prev = |node: &mut Node<MemoryLogStore>| {
+        let ready = node.ready().expect("ready");
+        let prev = ready.messages.iter().find_map(|m| match &m.body {
+            MessageBody::Append(a) if m.to == NodeId(2) => Some(a.prev_log_index),
+            _ => None,
+        });
+        if let Some(persist) = ready.persist {
+            store.append(&persist.entries);
+            node.on_persisted(persist.ack).expect("persisted");
+        }
+        prev
+    };
+    assert_eq!(probe_prev(&mut node), Some(LogIndex(1)));
+    let denied = MessageBody::AppendResponse(raft_core::AppendResponse::Rejected {
+        rejected_index: LogIndex(1),
+        hint_index: LogIndex(0),
+        hint_term: Term(0),
+    });
+    node.step(message(2, 1, denied)).expect("rejection");
+    assert_eq!(probe_prev(&mut node), Some(LogIndex(0)), "probes below 1");
+    let status = node.status();
+    let peer = status.progress.iter().find(|p| p.id == NodeId(2));
+    assert_eq!(peer.map(|p| p.match_index), Some(LogIndex(0)));
+}

@@ -1657,6 +1657,18 @@ impl Cluster {
                             .map(|v| v.0)
                             .collect::<Vec<_>>(),
                     );
+                    for p in &s.progress {
+                        let _ = write!(
+                            out,
+                            "\n    peer {}: match {} next {} {:?} inflight {} active {}",
+                            p.id,
+                            p.match_index,
+                            p.next_index,
+                            p.state,
+                            p.inflight_appends,
+                            p.recent_active
+                        );
+                    }
                 }
                 None => {
                     let _ = write!(
