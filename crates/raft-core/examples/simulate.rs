@@ -59,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
                     Some("commit-prior-term") => Mutation::CommitPriorTermByCount,
                     Some("vote-without-log-check") => Mutation::VoteWithoutLogCheck,
                     Some("read-without-quorum") => Mutation::ReadWithoutQuorum,
+                    Some("ignore-lost-entries") => Mutation::IgnoreLostEntries,
                     other => return Err(format!("unknown mutation {other:?}")),
                 }
             }
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
     };
     let (mut failures, mut steps, mut committed, mut reads, mut changes, mut installs) =
         (0u64, 0u64, 0usize, 0u64, 0usize, 0u64);
+    let (mut lease_reads, mut stalls, mut writes_lost) = (0u64, 0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or([3, 5, 7][(seed % 3) as usize]);
         let report = sim::run_seed(nodes, seed, args.ticks, args.mutation);
@@ -92,6 +94,9 @@ fn main() -> ExitCode {
         reads += report.reads_served;
         changes += report.membership_changes;
         installs += report.snapshots_installed;
+        lease_reads += report.lease_reads_served;
+        stalls += report.stalls;
+        writes_lost += report.writes_lost;
         if args.verbose {
             println!(
                 "seed={seed} nodes={nodes} steps={} committed={}",
@@ -112,6 +117,9 @@ fn main() -> ExitCode {
     }
     println!(
         "work: committed_proposals={committed} reads_served={reads} membership_entries={changes} snapshots_installed={installs}"
+    );
+    println!(
+        "faults: stalls={stalls} lease_reads_served={lease_reads} writes_lost_at_restart={writes_lost}"
     );
     println!(
         "simulate: seeds={} failures={failures} steps={steps}",

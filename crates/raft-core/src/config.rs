@@ -74,6 +74,9 @@ pub enum Mutation {
     VoteWithoutLogCheck,
     /// Serve ReadIndex reads at once, without the quorum round (breaks §6.4).
     ReadWithoutQuorum,
+    /// Start as if the store never reported a lost log tail (breaks the vote of a
+    /// member that lost acknowledged entries, FAST'18).
+    IgnoreLostEntries,
 }
 
 impl Config {

@@ -9,7 +9,7 @@ use crate::message::{
     AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, MessageBody, VoteRequest,
     VoteResponse,
 };
-use crate::node::{Node, SendAfter};
+use crate::node::{CatchingUp, Node, SendAfter};
 use crate::quorum::{self, VoteResult};
 use crate::raft_log::AppendResult;
 use crate::ready::{ProposalOutcome, ProposalResult};
@@ -31,9 +31,20 @@ pub(crate) enum Campaign {
 
 impl<S: LogStore> Node<S> {
     pub(crate) fn tick_election(&mut self) -> Result<(), StorageError> {
-        self.election_elapsed_ticks += 1;
+        self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
         if self.election_elapsed_ticks >= self.config.election_timeout_ticks_min {
             self.lease_since_start = false;
+        }
+        let may_campaign =
+            self.membership.is_voter(self.id()) && self.catching_up == CatchingUp::No;
+        if !may_campaign {
+            // A member that may not campaign (a learner, or a voter in a
+            // configuration it has not learned yet, or one catching up) keeps
+            // counting: once an election timeout passed without a leader its lease
+            // on the old leader lapses and it answers vote requests again. Starting
+            // the count over would keep it "in the lease" forever, and a cluster
+            // that needs its vote could elect no one.
+            return Ok(());
         }
         if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.election_elapsed_ticks = 0;
@@ -48,7 +59,9 @@ impl<S: LogStore> Node<S> {
     }
 
     pub(crate) fn campaign_with(&mut self, campaign: Campaign) -> Result<(), StorageError> {
-        if !self.membership.is_voter(self.id()) {
+        if !self.membership.is_voter(self.id()) || self.catching_up != CatchingUp::No {
+            // A member whose log may have lost acknowledged entries could win with
+            // a log that lacks committed ones.
             return Ok(());
         }
         let last = self.log.last_entry_id()?;
@@ -113,7 +126,9 @@ impl<S: LogStore> Node<S> {
             || self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term)?;
-        let granted = can_vote && up_to_date;
+        // A member whose log may have lost acknowledged entries cannot judge "up to
+        // date": its own log may be shorter than what it promised a leader.
+        let granted = can_vote && up_to_date && self.catching_up == CatchingUp::No;
         if pre_vote {
             // A granted pre-vote answers in the term asked about, so the candidate can
             // tell it from a rejection of its current term.
@@ -211,6 +226,7 @@ impl<S: LogStore> Node<S> {
                 if let Some(from_index) = written_from {
                     self.track_membership_entries(from_index, &request.entries);
                 }
+                self.maybe_caught_up_by(last_new_index, request.leader_commit)?;
                 // The answer promises durability: it leaves after the entries are.
                 let accepted = AppendResponse::Accepted {
                     match_index: last_new_index,
@@ -229,10 +245,19 @@ impl<S: LogStore> Node<S> {
                 let (hint_index, hint_term) = self
                     .log
                     .find_conflict_by_term(guess, request.prev_log_term)?;
-                let rejected = AppendResponse::Rejected {
-                    rejected_index: request.prev_log_index,
-                    hint_index,
-                    hint_term,
+                let rejected = if self.catching_up == CatchingUp::No {
+                    AppendResponse::Rejected {
+                        rejected_index: request.prev_log_index,
+                        hint_index,
+                        hint_term,
+                    }
+                } else {
+                    // The leader may believe this log holds what was lost.
+                    AppendResponse::RejectedAfterLoss {
+                        rejected_index: request.prev_log_index,
+                        hint_index,
+                        hint_term,
+                    }
                 };
                 self.send(from, MessageBody::AppendResponse(rejected), SendAfter::Now);
             }
@@ -331,7 +356,12 @@ impl<S: LogStore> Node<S> {
         if !self.follow(from) {
             return false;
         }
-        self.log.commit_to(leader_commit);
+        // The leader caps the commit index at the match index it holds for this
+        // member; after a lost log tail that may name entries this log no longer
+        // has (or holds differently), so only appends, which check the log, count.
+        if self.catching_up == CatchingUp::No {
+            self.log.commit_to(leader_commit);
+        }
         true
     }
 
@@ -348,7 +378,40 @@ impl<S: LogStore> Node<S> {
         self.campaign_with(Campaign::Transfer)
     }
 
-    /// A message from the leader of the current term arrived.
+    /// An append from the leader of the current term was accepted: the log matches
+    /// the leader's through `last_new_index`. That brings a member that may have
+    /// lost entries in line if it reaches the leader's commit index and an entry of
+    /// the leader's own term: the leader holds every entry committed before its term
+    /// (§5.4, Leader Completeness) and every entry it knew committed, and this log
+    /// now holds them too. It counts once durable that far.
+    ///
+    /// What remains uncovered is an acknowledgement this member sent before losing
+    /// the entry and that reaches a leader only afterwards (delayed in the network):
+    /// the leader may count it. Keeping that out would take acknowledgements that
+    /// name the sender's incarnation.
+    fn maybe_caught_up_by(
+        &mut self,
+        last_new_index: crate::types::LogIndex,
+        leader_commit: crate::types::LogIndex,
+    ) -> Result<(), StorageError> {
+        let of_this_term = matches!(self.log.term(last_new_index), Ok(term) if term == self.term);
+        if self.catching_up == CatchingUp::No || last_new_index < leader_commit || !of_this_term {
+            return Ok(());
+        }
+        self.catching_up = CatchingUp::WaitingForDurable(last_new_index);
+        self.maybe_finish_catching_up();
+        Ok(())
+    }
+
+    /// Clears the catching-up state once the log that brought it in line is durable.
+    pub(crate) fn maybe_finish_catching_up(&mut self) {
+        if let CatchingUp::WaitingForDurable(index) = self.catching_up
+            && self.log.persisted_index() >= index
+        {
+            self.catching_up = CatchingUp::No;
+        }
+    }
+
     /// A message from the leader of the current term arrived. Returns false (and
     /// refuses the message) if this member itself leads the term: two leaders in one
     /// term is impossible unless a peer is broken.

@@ -137,6 +137,19 @@ pub enum AppendResponse {
         /// The term of the follower's entry at `hint_index`.
         hint_term: Term,
     },
+    /// Like `Rejected`, from a member that restarted from a log that may have lost
+    /// entries it acknowledged (see
+    /// [`InitialState::log_may_have_lost_entries`](crate::InitialState::log_may_have_lost_entries)):
+    /// the match index the leader holds for it may name entries it no longer has,
+    /// so the leader forgets it and probes the member afresh from the hint.
+    RejectedAfterLoss {
+        /// The `prev_log_index` of the rejected append.
+        rejected_index: LogIndex,
+        /// As in `Rejected`.
+        hint_index: LogIndex,
+        /// As in `Rejected`.
+        hint_term: Term,
+    },
 }
 
 /// Names one round of heartbeats (plain or read) of one leader. The answers echo it,

@@ -79,6 +79,27 @@ pub struct Node<S: LogStore> {
     pub(crate) timeout_now_sent: bool,
     /// Proposal outcomes decided outside `ready` (a snapshot replaced the log).
     pub(crate) resolved_outcomes: Vec<ProposalOutcome>,
+    /// Whether this member's log may lack entries it acknowledged, so that its vote
+    /// could help elect a leader without them (FAST'18, "Protocol-Aware Recovery").
+    /// While set it grants no vote or pre-vote and does not campaign.
+    ///
+    /// Liveness trade-off: a cluster whose majority is in this state cannot elect a
+    /// leader at all (nobody can collect a quorum of votes) until an operator
+    /// intervenes; the alternative, voting with a log that lost acknowledged
+    /// entries, can elect a leader without a committed entry and lose it.
+    pub(crate) catching_up: CatchingUp,
+}
+
+/// Where a member that may have lost acknowledged entries is in catching up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CatchingUp {
+    /// Its log is trustworthy: it votes and campaigns normally.
+    No,
+    /// It waits for a leader to bring its log in line.
+    WaitingForLeader,
+    /// A leader brought its log in line through this index; it is caught up once
+    /// the log is durable that far.
+    WaitingForDurable(LogIndex),
 }
 
 /// Whom a message must wait for.
@@ -138,6 +159,13 @@ impl<S: LogStore> Node<S> {
             lease_since_start: hard_state.term > Term(0),
             timeout_now_sent: false,
             resolved_outcomes: Vec::new(),
+            catching_up: if initial.log_may_have_lost_entries
+                && config.mutation != crate::config::Mutation::IgnoreLostEntries
+            {
+                CatchingUp::WaitingForLeader
+            } else {
+                CatchingUp::No
+            },
             config,
         };
         node.reset_election_timer();
@@ -283,7 +311,9 @@ impl<S: LogStore> Node<S> {
         if let Some(index) = ack.snapshot_index {
             self.log.snapshot_persisted(index);
         }
-        if self.log.write_persisted(ack.sequence) && self.role == Role::Leader {
+        let moved = self.log.write_persisted(ack.sequence);
+        self.maybe_finish_catching_up();
+        if moved && self.role == Role::Leader {
             let persisted = self.log.persisted_index();
             let id = self.id();
             if let Some(progress) = self.progress.get_mut(&id) {
@@ -376,6 +406,7 @@ impl<S: LogStore> Node<S> {
             persisted_index: self.log.persisted_index(),
             snapshot_index: self.log.snapshot_index(),
             progress,
+            catching_up: self.catching_up != CatchingUp::No,
         }
     }
 
@@ -619,6 +650,10 @@ impl<S: LogStore> Node<S> {
             self.term = term;
             self.vote = None;
             self.abandon_forwarded_reads();
+            if let CatchingUp::WaitingForDurable(_) = self.catching_up {
+                // The new term's leader may cut the entries that were to count.
+                self.catching_up = CatchingUp::WaitingForLeader;
+            }
         }
         self.role = Role::Follower;
         self.leader = leader;

@@ -82,6 +82,17 @@ impl Progress {
         self.snapshot_sent_tick = now;
     }
 
+    /// The member lost entries it had acknowledged: nothing is known to match any
+    /// more. Probe it from `next_index` on. (The commit index a quorum of the old
+    /// match indexes produced stays: it never goes back.)
+    pub(crate) fn forget_match(&mut self, next_index: LogIndex) {
+        self.match_index = LogIndex(0);
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflights.clear();
+        self.next_index = next_index.max(LogIndex(1));
+    }
+
     /// Whether the leader must hold back appends to this member for now.
     pub(crate) fn is_paused(&self) -> bool {
         match self.state {

@@ -226,6 +226,25 @@ impl<S: LogStore> Node<S> {
         // they do not extend the lease; heartbeats do.
         progress.recent_active = true;
         match response {
+            AppendResponse::RejectedAfterLoss {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                // The member lost entries it had acknowledged: what this leader
+                // knew of its log is void. Probe it from scratch (from the hint).
+                let probe_from = if hint_term > Term(0) {
+                    self.log.find_conflict_by_term(hint_index, hint_term)?.0
+                } else {
+                    hint_index
+                };
+                let progress = self
+                    .progress
+                    .get_mut(&from)
+                    .expect("progress checked above");
+                progress.forget_match(probe_from.next().min(rejected_index.max(LogIndex(1))));
+                self.send_append(from, true)?;
+            }
             AppendResponse::Rejected {
                 rejected_index,
                 hint_index,
@@ -242,7 +261,21 @@ impl<S: LogStore> Node<S> {
                     .progress
                     .get_mut(&from)
                     .expect("progress checked above");
-                if progress.maybe_decrease_to(rejected_index, probe_from) {
+                if progress.state == ProgressState::Probe
+                    && rejected_index == progress.next_index.prev()
+                    && rejected_index <= progress.match_index
+                    && rejected_index > LogIndex(0)
+                {
+                    // The probe in flight asked about an entry the member had
+                    // acknowledged, and it lacks it: its log lost that entry (an
+                    // acknowledgement sent before its WAL cut a torn tail arrived
+                    // after the restart). Probing never goes below the match index,
+                    // so forget it. (If the answer is merely a reordered old one,
+                    // this costs a re-probe, never safety: a lower match index only
+                    // counts fewer replicas.)
+                    progress.forget_match(probe_from.next().min(rejected_index));
+                    self.send_append(from, true)?;
+                } else if progress.maybe_decrease_to(rejected_index, probe_from) {
                     if progress.state == ProgressState::Replicate {
                         progress.become_probe();
                     }

@@ -42,6 +42,12 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// On a leader, each other member's replication progress, by id.
     pub progress: Vec<PeerProgress>,
+    /// The member started from a log that may have lost acknowledged entries
+    /// ([`InitialState::log_may_have_lost_entries`](crate::InitialState::log_may_have_lost_entries))
+    /// and no leader has caught it up yet: it neither votes nor campaigns. Once this
+    /// turns false (the catching-up entries are durable), the driver clears the
+    /// store's durable flag.
+    pub catching_up: bool,
 }
 
 /// A leader's view of one member's replication.

@@ -43,6 +43,14 @@ pub struct InitialState {
     pub hard_state: HardState,
     /// The cluster's membership.
     pub membership: Membership,
+    /// The store cut off a damaged tail of the log that may hold entries this
+    /// member already acknowledged (a torn last write), or it did so at an earlier
+    /// start and no leader has caught the member up since (the store keeps the
+    /// flag durable until the driver clears it, see
+    /// [`Status::catching_up`](crate::Status::catching_up)). The term and vote must
+    /// survive such a cut (they are kept apart from the log). The node then takes
+    /// no part in elections until a leader has caught it up.
+    pub log_may_have_lost_entries: bool,
 }
 
 /// Read access to the durable log. Every entry the node has been told is durable
@@ -90,6 +98,7 @@ pub struct MemoryLogStore {
 #[derive(Debug, Default)]
 struct MemoryLog {
     hard_state: HardState,
+    log_may_have_lost_entries: bool,
     membership: Membership,
     // The index and term just before `entries[0]`.
     offset: LogIndex,
@@ -108,6 +117,23 @@ impl MemoryLogStore {
     /// Makes `hard_state` durable.
     pub fn set_hard_state(&self, hard_state: HardState) {
         self.inner.borrow_mut().hard_state = hard_state;
+    }
+
+    /// Records durably whether the log may have lost acknowledged entries (see
+    /// [`InitialState::log_may_have_lost_entries`]).
+    pub fn set_log_may_have_lost_entries(&self, lost: bool) {
+        self.inner.borrow_mut().log_may_have_lost_entries = lost;
+    }
+
+    /// Drops every stored entry after `last` (a store that cut a damaged tail).
+    ///
+    /// # Panics
+    /// If `last` is before the compacted prefix.
+    pub fn truncate_after(&self, last: LogIndex) {
+        let mut log = self.inner.borrow_mut();
+        assert!(last >= log.offset, "truncation into the compacted prefix");
+        let keep = last.distance_from(log.offset) as usize;
+        log.entries.truncate(keep);
     }
 
     /// Makes `entries` durable: they replace any stored entries from the first one's
@@ -184,6 +210,7 @@ impl MemoryLogStore {
         MemoryLogStore {
             inner: Rc::new(RefCell::new(MemoryLog {
                 hard_state: log.hard_state,
+                log_may_have_lost_entries: log.log_may_have_lost_entries,
                 membership: log.membership.clone(),
                 offset: log.offset,
                 offset_term: log.offset_term,
@@ -199,6 +226,7 @@ impl LogStore for MemoryLogStore {
         Ok(InitialState {
             hard_state: log.hard_state,
             membership: log.membership.clone(),
+            log_may_have_lost_entries: log.log_may_have_lost_entries,
         })
     }
 

@@ -182,6 +182,9 @@ struct Loop {
     snapshots: SnapshotManager,
     /// The origin of the monotonic clock handed to the node.
     clock_origin: Instant,
+    /// Whether the WAL's durable "catching up" flag (a cut log tail that may have held
+    /// acknowledged entries) is still set; cleared once the node is caught up.
+    catching_up_flag: bool,
 }
 
 impl Driver {
@@ -227,6 +230,7 @@ impl Driver {
             own_peer_addr,
             snapshots,
             clock_origin: Instant::now(),
+            catching_up_flag: wal.recovery_report().catching_up_after.is_some(),
         };
         state.sync_transport_members();
         let mut ticker = tokio::time::interval(tick_interval);
@@ -682,6 +686,14 @@ impl Loop {
 
     fn publish_status(&mut self) {
         let status = self.node.status();
+        if self.catching_up_flag && !status.catching_up {
+            // A leader caught this member up and the entries are durable: the flag
+            // may go. Queued behind every write handed out so far; should the WAL
+            // fail to record it, it poisons itself and the next write stops raftd.
+            tracing::info!("caught up by the leader after a lost log tail; voting again");
+            drop(self.snapshots.wal().clear_catching_up());
+            self.catching_up_flag = false;
+        }
         let metrics = &self.shared.metrics;
         if status.leader != self.last_leader {
             if status.leader.is_some() {

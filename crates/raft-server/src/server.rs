@@ -204,6 +204,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let wal =
         Arc::new(Wal::open(&config.data_dir, options).map_err(|e| wal_error(e, &config.data_dir))?);
     let identity = check_identity(&config)?;
+    if let Some(after) = wal.recovery_report().catching_up_after {
+        tracing::warn!(
+            after_index = after,
+            "the log's last write was damaged and may have held entries this member \
+             acknowledged; it will not vote or campaign until a leader has caught it up"
+        );
+    }
 
     let listed = config.initial_members.iter().any(|m| m.id == config.id);
     let initial_membership = if listed {

@@ -146,6 +146,11 @@ impl SnapshotManager {
         (manager, events_rx)
     }
 
+    /// The WAL snapshots are written to.
+    pub(crate) fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
     /// Entries through `applied` are applied: take a snapshot if enough have been
     /// applied since the last one.
     pub(crate) fn applied(&mut self, applied: u64, kv: &RwLock<KvStore>, membership: &Membership) {

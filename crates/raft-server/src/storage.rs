@@ -280,6 +280,10 @@ impl LogStore for WalStore {
                 commit: LogIndex(hard_state.commit),
             },
             membership,
+            // The WAL cut a damaged tail that may hold entries this member already
+            // acknowledged (or did so at an earlier start, and no leader has caught
+            // the member up since): it takes no part in elections until one has.
+            log_may_have_lost_entries: self.wal.recovery_report().catching_up_after.is_some(),
         })
     }
 

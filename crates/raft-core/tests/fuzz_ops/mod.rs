@@ -55,6 +55,8 @@ pub fn run(data: &[u8]) {
     let mut input = Input { bytes: data };
     let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
     let store = MemoryLogStore::new(membership);
+    // Sometimes the store reports a cut log tail: the node starts catching up.
+    store.set_log_may_have_lost_entries(input.byte() & 7 == 0);
     let mut config = Config::new(ME);
     config.seed = u64::from(input.byte());
     config.check_quorum = input.byte() & 1 == 0;
@@ -271,6 +273,13 @@ fn message(input: &mut Input<'_>) -> Message {
         7 => MessageBody::AppendResponse(AppendResponse::Accepted {
             match_index: index(input),
         }),
+        8 if input.byte() & 3 == 0 => {
+            MessageBody::AppendResponse(AppendResponse::RejectedAfterLoss {
+                rejected_index: index(input),
+                hint_index: index(input),
+                hint_term: Term(input.small(6)),
+            })
+        }
         8 => MessageBody::AppendResponse(AppendResponse::Rejected {
             rejected_index: index(input),
             hint_index: index(input),

@@ -35,3 +35,20 @@ fn simulator_catches_votes_without_log_check() {
         "a broken vote rule went unnoticed for 200 seeds"
     );
 }
+
+/// Teeth: a member that restarts after its WAL cut an acknowledged last write, and
+/// votes as if nothing was lost, can elect a leader without a committed entry. The
+/// simulator (which loses such writes at restarts) must see it.
+#[test]
+fn simulator_catches_votes_after_a_lost_log_tail() {
+    let caught = (0..200u64).find(|&seed| {
+        let nodes = [3, 5, 7][seed as usize % 3];
+        !run_seed(nodes, seed, 600, Mutation::IgnoreLostEntries)
+            .violations
+            .is_empty()
+    });
+    assert!(
+        caught.is_some(),
+        "votes after a lost log tail went unnoticed for 200 seeds"
+    );
+}

@@ -16,9 +16,9 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Entry, EntryId, EntryPayload, LogIndex, LogStore, Membership, MembershipChange,
-    MemoryLogStore, Message, Monotonic, Mutation, Node, NodeId, Persist, ProposalResult, ReadMode,
-    ReadState, Role, SnapshotMeta, Term,
+    Config, Entry, EntryId, EntryPayload, HardState, LogIndex, LogStore, Membership,
+    MembershipChange, MemoryLogStore, Message, Monotonic, Mutation, Node, NodeId, Persist,
+    ProposalResult, ReadMode, ReadState, Role, SnapshotMeta, Term,
 };
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -66,6 +66,12 @@ pub struct Faults {
     /// Per tick: chance a running member (the leader, half the time) is stalled for
     /// one to four election timeouts.
     pub stall_per_mille: u64,
+    /// Per restart: chance the member's last acknowledged write is lost (a torn
+    /// last group the WAL cuts off at open), all but the term and vote, which live
+    /// in a separate durable record. The member restarts flagged as possibly having
+    /// lost entries. Only while no other member is so flagged: a majority of
+    /// flagged members cannot elect a leader by design.
+    pub lose_last_write_per_mille: u64,
 }
 
 impl Faults {
@@ -88,6 +94,7 @@ impl Faults {
             membership_per_mille: 0,
             snapshot_per_mille: 0,
             stall_per_mille: 0,
+            lose_last_write_per_mille: 0,
         }
     }
 
@@ -110,6 +117,7 @@ impl Faults {
             membership_per_mille: 15,
             snapshot_per_mille: 60,
             stall_per_mille: 8,
+            lose_last_write_per_mille: 300,
         }
     }
 
@@ -160,6 +168,19 @@ struct SimNode {
     /// While stalled: the time it runs again. Its ticks are skipped, and messages
     /// and disk completions wait (in the socket buffer, in the kernel) until then.
     stalled_until: Option<u64>,
+    /// How to undo the last completed write (to lose it at a restart); `None` after
+    /// a snapshot install or a compaction, which a lost write cannot cross.
+    last_write: Option<UndoWrite>,
+}
+
+/// What the store held before one write: the entries it replaced and the hard state.
+#[derive(Clone, Debug)]
+struct UndoWrite {
+    /// The index of the write's first entry, if it carried entries.
+    first: Option<LogIndex>,
+    /// The stored entries from `first` on that the write replaced.
+    replaced: Vec<Entry>,
+    hard_state: HardState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +232,13 @@ pub struct Cluster {
     /// Reads answered with an index, and answered with "retry".
     pub reads_served: u64,
     pub reads_retried: u64,
+    /// Restarts that lost the member's last acknowledged write.
+    pub writes_lost: u64,
+    /// Members stalled, and lease reads answered with an index.
+    pub stalls: u64,
+    pub lease_reads_served: u64,
+    /// Lease reads in flight (request ids).
+    lease_reads: BTreeSet<u64>,
     /// Every violation found, in order. Empty means the run was safe.
     pub violations: Vec<String>,
     /// Events processed.
@@ -282,6 +310,7 @@ impl Cluster {
                 snapshot_data: Vec::new(),
                 incoming_snapshots: BTreeMap::new(),
                 stalled_until: None,
+                last_write: None,
             });
             // Ticks are staggered so members do not move in lockstep.
             events.insert((rng.next_u64() % TICK, i as u64), Event::Tick(i));
@@ -314,6 +343,10 @@ impl Cluster {
             next_read: 0,
             reads_served: 0,
             reads_retried: 0,
+            writes_lost: 0,
+            stalls: 0,
+            lease_reads_served: 0,
+            lease_reads: BTreeSet::new(),
             violations: Vec::new(),
             steps: 0,
             messages_sent: 0,
@@ -379,6 +412,7 @@ impl Cluster {
         }
         let until = self.now + units;
         self.nodes[i].stalled_until = Some(until);
+        self.stalls += 1;
         let incarnation = self.nodes[i].incarnation;
         self.schedule(
             until,
@@ -534,6 +568,23 @@ impl Cluster {
     fn complete_write(&mut self, i: usize) {
         let sim = &mut self.nodes[i];
         let persist = sim.disk.pop_front().expect("a write was in flight");
+        sim.last_write = if persist.snapshot.is_some() {
+            None
+        } else {
+            let first = persist.entries.first().map(|e| e.index);
+            let replaced = match first {
+                Some(first) if first <= sim.store.last_index() => sim
+                    .store
+                    .entries(first, sim.store.last_index().next(), u64::MAX)
+                    .expect("stored entries"),
+                _ => Vec::new(),
+            };
+            Some(UndoWrite {
+                first,
+                replaced,
+                hard_state: sim.store.hard_state(),
+            })
+        };
         if let Some(meta) = &persist.snapshot {
             // Install: the store takes the snapshot, the state machine its data.
             let data = sim
@@ -666,6 +717,14 @@ impl Cluster {
                 self.record_read(i, read);
             }
         }
+        // The driver clears the durable flag once the node is caught up.
+        let caught_up = self.nodes[i]
+            .node
+            .as_ref()
+            .is_some_and(|n| !n.status().catching_up);
+        if caught_up && self.store_flagged(i) {
+            self.nodes[i].store.set_log_may_have_lost_entries(false);
+        }
     }
 
     /// A follower replaces its log by a leader's snapshot: its data must be exactly the
@@ -715,6 +774,7 @@ impl Cluster {
         };
         let sim = &mut self.nodes[i];
         sim.store.compact(&meta);
+        sim.last_write = None;
         sim.snapshot_data = sim.applied[..index].to_vec();
         self.snapshots_taken += 1;
     }
@@ -882,6 +942,9 @@ impl Cluster {
         let node = self.nodes[i].node.as_mut()?;
         node.read_index(request_id, mode, now).ok()?;
         self.reads.insert(request_id, (i, self.acknowledged_index));
+        if mode == ReadMode::Lease {
+            self.lease_reads.insert(request_id);
+        }
         self.drain(i);
         self.check_invariants();
         Some(request_id)
@@ -890,6 +953,7 @@ impl Cluster {
     /// Linearizable reads: a read index covers every write acknowledged before the
     /// read began, and is itself committed.
     fn record_read(&mut self, i: usize, read: ReadState) {
+        let was_lease = self.lease_reads.remove(&read.request_id);
         let Some((member, acknowledged_at_start)) = self.reads.remove(&read.request_id) else {
             self.violation(format!(
                 "node {} answered unknown or already answered read {}",
@@ -910,6 +974,9 @@ impl Cluster {
             None => self.reads_retried += 1,
             Some(index) => {
                 self.reads_served += 1;
+                if was_lease {
+                    self.lease_reads_served += 1;
+                }
                 if index < acknowledged_at_start {
                     self.violation(format!(
                         "stale read: node {} read at index {index} but write {acknowledged_at_start} was acknowledged before the read began",
@@ -1153,7 +1220,7 @@ impl Cluster {
             let a = self.range(0, n as u64 - 1) as usize;
             self.compact(a);
         }
-        if self.chance(self.faults.membership_per_mille) {
+        if self.chance(self.faults.membership_per_mille) && !(0..n).any(|j| self.store_flagged(j)) {
             self.change_membership();
         }
         if self.chance(self.faults.stall_per_mille) {
@@ -1215,12 +1282,69 @@ impl Cluster {
         sim.incarnation += 1;
     }
 
-    /// Restarts a crashed node `i` from its durable state.
+    /// Restarts a crashed node `i` from its durable state (sometimes losing its last
+    /// acknowledged write, see [`Faults::lose_last_write_per_mille`]).
     pub fn restart(&mut self, i: usize) {
-        if self.nodes[i].node.is_none() {
-            self.start_node(i);
-            self.drain(i);
+        if self.nodes[i].node.is_some() {
+            return;
         }
+        let others_flagged = (0..self.nodes.len()).any(|j| j != i && self.store_flagged(j));
+        if !others_flagged
+            && self.configuration_settled()
+            && self.nodes[i].last_write.is_some()
+            && self.chance(self.faults.lose_last_write_per_mille)
+        {
+            self.lose_last_write(i);
+        }
+        self.start_node(i);
+        self.drain(i);
+    }
+
+    /// The WAL of node `i` cut its last write at open: the entries it wrote and its
+    /// commit index are gone; the term and vote (a separate durable record) stay.
+    pub fn lose_last_write(&mut self, i: usize) {
+        let sim = &mut self.nodes[i];
+        let Some(undo) = sim.last_write.take() else {
+            return;
+        };
+        if let Some(first) = undo.first {
+            sim.store.truncate_after(first.prev());
+            sim.store.append(&undo.replaced);
+        }
+        let now = sim.store.hard_state();
+        sim.store.set_hard_state(HardState {
+            term: now.term,
+            vote: now.vote,
+            commit: undo.hard_state.commit.min(now.commit),
+        });
+        sim.store.set_log_may_have_lost_entries(true);
+        self.writes_lost += 1;
+    }
+
+    /// Whether every running member that belongs to its own configuration sees the
+    /// same, non-joint configuration. A lost log tail is injected only then, and no
+    /// membership change starts while a member is flagged: a flagged member must not
+    /// be the vote a joint majority cannot do without (the documented liveness cost,
+    /// which needs an operator).
+    fn configuration_settled(&self) -> bool {
+        let mut views = self
+            .nodes
+            .iter()
+            .filter_map(|sim| sim.node.as_ref())
+            .filter(|node| node.membership().contains(node.id()))
+            .map(|node| node.membership());
+        let Some(first) = views.next() else {
+            return true;
+        };
+        !first.is_joint() && views.all(|m| m == first)
+    }
+
+    /// Whether node `i`'s store carries the "may have lost entries" flag.
+    fn store_flagged(&self, i: usize) -> bool {
+        self.nodes[i]
+            .store
+            .initial_state()
+            .is_ok_and(|s| s.log_may_have_lost_entries)
     }
 
     /// How many messages of `kind` ([`raft_core::MessageBody::kind`]) were sent.
@@ -1511,16 +1635,40 @@ impl Cluster {
                     let s = node.status();
                     let _ = write!(
                         out,
-                        "\n  node {}: {:?} term {} leader {:?} last {} commit {} applied {} persisted {}",
+                        "\n  node {}: {:?} term {} vote {:?} leader {:?} last {} commit {} applied {} persisted {}{}{} voters {:?}",
                         i + 1,
                         s.role,
                         s.term,
+                        s.vote.map(|v| v.0),
                         s.leader.map(|l| l.0),
                         s.last_index,
                         s.commit_index,
                         s.applied_index,
-                        s.persisted_index
+                        s.persisted_index,
+                        if s.catching_up { " catching-up" } else { "" },
+                        if sim.stalled_until.is_some() {
+                            " stalled"
+                        } else {
+                            ""
+                        },
+                        node.membership()
+                            .voters
+                            .iter()
+                            .map(|v| v.0)
+                            .collect::<Vec<_>>(),
                     );
+                    for p in &s.progress {
+                        let _ = write!(
+                            out,
+                            "\n    peer {}: match {} next {} {:?} inflight {} active {}",
+                            p.id,
+                            p.match_index,
+                            p.next_index,
+                            p.state,
+                            p.inflight_appends,
+                            p.recent_active
+                        );
+                    }
                 }
                 None => {
                     let _ = write!(
@@ -1544,6 +1692,9 @@ pub struct RunReport {
     pub reads_served: u64,
     pub membership_changes: usize,
     pub snapshots_installed: u64,
+    pub lease_reads_served: u64,
+    pub stalls: u64,
+    pub writes_lost: u64,
     pub violations: Vec<String>,
 }
 
@@ -1565,6 +1716,9 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             reads_served: cluster.reads_served,
             membership_changes: cluster.membership_entries_committed(),
             snapshots_installed: cluster.snapshots_installed,
+            lease_reads_served: cluster.lease_reads_served,
+            stalls: cluster.stalls,
+            writes_lost: cluster.writes_lost,
             violations: cluster.violations,
         }
     });
@@ -1580,6 +1734,9 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             reads_served: 0,
             membership_changes: 0,
             snapshots_installed: 0,
+            lease_reads_served: 0,
+            stalls: 0,
+            writes_lost: 0,
             violations: vec![format!("panic: {message}")],
         }
     })

@@ -45,6 +45,7 @@ mod payload_tag {
 mod append_response_tag {
     pub(super) const ACCEPTED: u8 = 0;
     pub(super) const REJECTED: u8 = 1;
+    pub(super) const REJECTED_AFTER_LOSS: u8 = 2;
 }
 
 /// Bytes of the message header after the length prefix: version, tag, from, to, term.
@@ -90,7 +91,9 @@ pub fn encoded_len(message: &Message) -> usize {
             8 * 3 + 4 + append.entries.iter().map(entry_len).sum::<usize>()
         }
         MessageBody::AppendResponse(AppendResponse::Accepted { .. }) => 1 + 8,
-        MessageBody::AppendResponse(AppendResponse::Rejected { .. }) => 1 + 8 * 3,
+        MessageBody::AppendResponse(
+            AppendResponse::Rejected { .. } | AppendResponse::RejectedAfterLoss { .. },
+        ) => 1 + 8 * 3,
         MessageBody::Heartbeat(_) | MessageBody::ReadHeartbeat(_) => 8 + ROUND_BYTES,
         MessageBody::HeartbeatResponse(response) => {
             1 + ROUND_BYTES * usize::from(response.round.is_some())
@@ -411,6 +414,16 @@ fn encode_append_response(response: &AppendResponse, out: &mut BytesMut) {
             out.put_u64_le(hint_index.0);
             out.put_u64_le(hint_term.0);
         }
+        AppendResponse::RejectedAfterLoss {
+            rejected_index,
+            hint_index,
+            hint_term,
+        } => {
+            out.put_u8(append_response_tag::REJECTED_AFTER_LOSS);
+            out.put_u64_le(rejected_index.0);
+            out.put_u64_le(hint_index.0);
+            out.put_u64_le(hint_term.0);
+        }
     }
 }
 
@@ -420,6 +433,11 @@ fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, Transpo
             match_index: LogIndex(reader.u64("match_index")?),
         }),
         append_response_tag::REJECTED => Ok(AppendResponse::Rejected {
+            rejected_index: LogIndex(reader.u64("rejected_index")?),
+            hint_index: LogIndex(reader.u64("hint_index")?),
+            hint_term: Term(reader.u64("hint_term")?),
+        }),
+        append_response_tag::REJECTED_AFTER_LOSS => Ok(AppendResponse::RejectedAfterLoss {
             rejected_index: LogIndex(reader.u64("rejected_index")?),
             hint_index: LogIndex(reader.u64("hint_index")?),
             hint_term: Term(reader.u64("hint_term")?),

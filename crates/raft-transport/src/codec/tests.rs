@@ -66,6 +66,11 @@ fn every_kind_round_trips() {
             hint_index: LogIndex(3),
             hint_term: Term(2),
         }),
+        MessageBody::AppendResponse(AppendResponse::RejectedAfterLoss {
+            rejected_index: LogIndex(6),
+            hint_index: LogIndex(3),
+            hint_term: Term(2),
+        }),
         MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(6),
             round,
@@ -273,6 +278,13 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
         ),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(rejected, hint, term)| {
             MessageBody::AppendResponse(AppendResponse::Rejected {
+                rejected_index: LogIndex(rejected),
+                hint_index: LogIndex(hint),
+                hint_term: Term(term),
+            })
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(rejected, hint, term)| {
+            MessageBody::AppendResponse(AppendResponse::RejectedAfterLoss {
                 rejected_index: LogIndex(rejected),
                 hint_index: LogIndex(hint),
                 hint_term: Term(term),
