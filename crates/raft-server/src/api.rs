@@ -213,6 +213,11 @@ pub struct StatusResponse {
     pub last_log_index: u64,
     /// The index of the newest snapshot.
     pub snapshot_index: u64,
+    /// Whether this member restarted from a log whose damaged last write may have
+    /// held entries it had acknowledged, and no leader has caught it up yet: until
+    /// then it neither votes nor campaigns. Absent (false) from older servers.
+    #[serde(default)]
+    pub catching_up: bool,
     /// Every member.
     pub members: Vec<Member>,
     /// The server's version.

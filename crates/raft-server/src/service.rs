@@ -318,6 +318,7 @@ impl Service {
             applied_index: status.applied_index.0,
             last_log_index: status.last_index.0,
             snapshot_index: status.snapshot_index.0,
+            catching_up: status.catching_up,
             members: self.members().members,
             version: env!("CARGO_PKG_VERSION").into(),
         }

@@ -430,6 +430,7 @@ async fn status(State(state): AppState) -> Response {
         applied_index: store.revision,
         last_log_index: store.revision,
         snapshot_index: store.snapshot_index,
+        catching_up: false,
         members,
         version: "mock".to_owned(),
     })

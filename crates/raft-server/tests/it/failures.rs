@@ -177,6 +177,86 @@ async fn a_leader_resumed_after_a_pause_serves_no_stale_lease_read() {
     drop(cut);
 }
 
+/// Flips a bit in the commit marker of the last write group in `data_dir`'s WAL (the
+/// last 64 bytes written to the newest segment that holds any): the group was
+/// complete on disk, so it may have been acknowledged.
+fn damage_last_commit_marker(data_dir: &std::path::Path) {
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("wal"))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    for segment in segments.iter().rev() {
+        let mut bytes = std::fs::read(segment).expect("read segment");
+        let Some(last) = bytes.iter().rposition(|&b| b != 0) else {
+            continue;
+        };
+        let end = last + 1;
+        if end <= 64 + 512 {
+            continue; // Only a header: a prepared segment not written yet.
+        }
+        bytes[end - 64 + 5] ^= 0x04;
+        std::fs::write(segment, bytes).expect("write segment");
+        return;
+    }
+    panic!("no written segment in {}", data_dir.display());
+}
+
+/// A member whose last write group reads back damaged although it was complete on
+/// disk (the disk lost or flipped part of an acknowledged write) must not vote
+/// until a leader has caught it up, and then rejoins fully: the flag is cleared
+/// durably and no acknowledged write is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_a_damaged_last_write_rejoins_before_it_votes() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_all();
+    let leader = cluster.wait_leader().await;
+    let before = write_keys(&cluster, "before", 10).await;
+    let follower = (leader + 1) % 3;
+    cluster.signal(follower, Signal::SIGTERM);
+    assert_eq!(cluster.wait_exit(follower).code(), Some(0));
+    damage_last_commit_marker(&cluster.members[follower].data_dir);
+    cluster.start(follower);
+    // It comes up flagged; the leader's next appends catch it up.
+    let after = write_keys(&cluster, "after", 5).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.client(follower).status().await;
+        if status.is_ok_and(|s| !s.catching_up && s.leader_id.is_some()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the damaged member was never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flagged = "will not vote or campaign until a leader has caught it up";
+    let log_path = cluster.members[follower].config.with_file_name("raftd.log");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert_eq!(
+        log.matches(flagged).count(),
+        1,
+        "the damaged tail was not reported"
+    );
+    assert_all_present(&cluster, follower, &before).await;
+    assert_all_present(&cluster, follower, &after).await;
+    // The flag was cleared durably: after another restart the member votes again.
+    cluster.signal(follower, Signal::SIGTERM);
+    assert_eq!(cluster.wait_exit(follower).code(), Some(0));
+    cluster.start(follower);
+    cluster.wait_ready().await;
+    let status = cluster.client(follower).status().await.expect("status");
+    assert!(!status.catching_up, "the flag survived being cleared");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert_eq!(
+        log.matches(flagged).count(),
+        1,
+        "flagged again after the clear"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_the_leader_hands_off_and_exits_cleanly() {
     let mut cluster = TestCluster::new(3);

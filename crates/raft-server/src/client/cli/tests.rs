@@ -33,6 +33,7 @@ fn status(id: u64, role: &str, commit: u64, applied: u64) -> StatusResponse {
         applied_index: applied,
         last_log_index: commit,
         snapshot_index: 0,
+        catching_up: false,
         members: Vec::new(),
         version: "v".into(),
     }
