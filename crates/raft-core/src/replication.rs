@@ -210,6 +210,17 @@ impl<S: LogStore> Node<S> {
         Ok(true)
     }
 
+    /// Where to probe a member from, given the hint in its rejection: the member's
+    /// last index, or with a term, the last entry before that term in this log
+    /// (fast backtracking, one round trip per term rather than per entry).
+    fn probe_start(&self, hint_index: LogIndex, hint_term: Term) -> Result<LogIndex, StorageError> {
+        if hint_term > Term(0) {
+            Ok(self.log.find_conflict_by_term(hint_index, hint_term)?.0)
+        } else {
+            Ok(hint_index)
+        }
+    }
+
     pub(crate) fn handle_append_response(
         &mut self,
         from: NodeId,
@@ -233,11 +244,7 @@ impl<S: LogStore> Node<S> {
             } => {
                 // The member lost entries it had acknowledged: what this leader
                 // knew of its log is void. Probe it from scratch (from the hint).
-                let probe_from = if hint_term > Term(0) {
-                    self.log.find_conflict_by_term(hint_index, hint_term)?.0
-                } else {
-                    hint_index
-                };
+                let probe_from = self.probe_start(hint_index, hint_term)?;
                 let progress = self
                     .progress
                     .get_mut(&from)
@@ -252,11 +259,7 @@ impl<S: LogStore> Node<S> {
             } => {
                 // Fast backtracking: skip every entry of a term the member does not
                 // have, one round trip per term rather than per entry.
-                let probe_from = if hint_term > Term(0) {
-                    self.log.find_conflict_by_term(hint_index, hint_term)?.0
-                } else {
-                    hint_index
-                };
+                let probe_from = self.probe_start(hint_index, hint_term)?;
                 let progress = self
                     .progress
                     .get_mut(&from)

@@ -276,6 +276,27 @@ impl Writer {
         self.shared.view().index.term(index)
     }
 
+    /// Plans installing a snapshot through `index` (of `term`) once its own checks
+    /// passed: refused if the log already starts after it. §7: the entries after
+    /// the snapshot are kept if the log agrees with it at its index; otherwise the
+    /// whole log is discarded.
+    fn plan_install(&self, tentative: &Tentative, index: u64, term: u64) -> Result<Plan> {
+        if index + 1 < tentative.first_index {
+            return Err(WalError::Rejected {
+                reason: Rejection::StaleSnapshot {
+                    index,
+                    current_index: tentative.first_index - 1,
+                },
+            });
+        }
+        let discard = self.term_at(tentative, index) != Some(term);
+        Ok(Plan::Install {
+            discard,
+            index,
+            term,
+        })
+    }
+
     fn validate(&self, operation: &Operation, tentative: &Tentative) -> Result<Plan> {
         let reject = |reason| Err(WalError::Rejected { reason });
         let index = match operation {
@@ -299,18 +320,7 @@ impl Writer {
                         current_index: latest,
                     });
                 }
-                if index + 1 < tentative.first_index {
-                    return reject(Rejection::StaleSnapshot {
-                        index,
-                        current_index: tentative.first_index - 1,
-                    });
-                }
-                let discard = self.term_at(tentative, index) != Some(term);
-                Ok(Plan::Install {
-                    discard,
-                    index,
-                    term,
-                })
+                self.plan_install(tentative, index, term)
             }
             Operation::Append(unit) => {
                 let mut truncate_from = None;
@@ -409,20 +419,7 @@ impl Writer {
                         snapshot_index: durable,
                     });
                 }
-                if index + 1 < tentative.first_index {
-                    return reject(Rejection::StaleSnapshot {
-                        index,
-                        current_index: tentative.first_index - 1,
-                    });
-                }
-                // §7: keep the entries after the snapshot if the log agrees with it
-                // at its index; otherwise discard the whole log.
-                let discard = self.term_at(tentative, index) != Some(term);
-                Ok(Plan::Install {
-                    discard,
-                    index,
-                    term,
-                })
+                self.plan_install(tentative, index, term)
             }
         }
     }
