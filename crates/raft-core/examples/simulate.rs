@@ -85,7 +85,8 @@ fn main() -> ExitCode {
     };
     let (mut failures, mut steps, mut committed, mut reads, mut changes, mut installs) =
         (0u64, 0u64, 0usize, 0u64, 0usize, 0u64);
-    let (mut lease_reads, mut stalls, mut writes_lost) = (0u64, 0u64, 0u64);
+    let (mut lease_reads, mut stalls, mut writes_lost, mut receive_crashes) =
+        (0u64, 0u64, 0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or([3, 5, 7][(seed % 3) as usize]);
         let report = sim::run_seed(nodes, seed, args.ticks, args.mutation);
@@ -97,6 +98,7 @@ fn main() -> ExitCode {
         lease_reads += report.lease_reads_served;
         stalls += report.stalls;
         writes_lost += report.writes_lost;
+        receive_crashes += report.snapshot_receive_crashes;
         if args.verbose {
             println!(
                 "seed={seed} nodes={nodes} steps={} committed={}",
@@ -119,7 +121,7 @@ fn main() -> ExitCode {
         "work: committed_proposals={committed} reads_served={reads} membership_entries={changes} snapshots_installed={installs}"
     );
     println!(
-        "faults: stalls={stalls} lease_reads_served={lease_reads} writes_lost_at_restart={writes_lost}"
+        "faults: stalls={stalls} lease_reads_served={lease_reads} writes_lost_at_restart={writes_lost} crashes_between_snapshot_receive_and_install={receive_crashes}"
     );
     println!(
         "simulate: seeds={} failures={failures} steps={steps}",

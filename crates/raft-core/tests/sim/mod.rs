@@ -72,6 +72,11 @@ pub struct Faults {
     /// lost entries. Only while no other member is so flagged: a majority of
     /// flagged members cannot elect a leader by design.
     pub lose_last_write_per_mille: u64,
+    /// Per snapshot received from a leader: chance the member crashes at once, after
+    /// the snapshot arrived but before its install was handed out and made durable
+    /// (raftd's window between staging a received snapshot and installing it). On
+    /// restart nothing of that snapshot remains.
+    pub crash_after_snapshot_receive_per_mille: u64,
 }
 
 impl Faults {
@@ -95,6 +100,7 @@ impl Faults {
             snapshot_per_mille: 0,
             stall_per_mille: 0,
             lose_last_write_per_mille: 0,
+            crash_after_snapshot_receive_per_mille: 0,
         }
     }
 
@@ -118,6 +124,7 @@ impl Faults {
             snapshot_per_mille: 60,
             stall_per_mille: 8,
             lose_last_write_per_mille: 300,
+            crash_after_snapshot_receive_per_mille: 150,
         }
     }
 
@@ -234,6 +241,8 @@ pub struct Cluster {
     pub reads_retried: u64,
     /// Restarts that lost the member's last acknowledged write.
     pub writes_lost: u64,
+    /// Members crashed between receiving a snapshot and installing it.
+    pub snapshot_receive_crashes: u64,
     /// Members stalled, and lease reads answered with an index.
     pub stalls: u64,
     pub lease_reads_served: u64,
@@ -344,6 +353,7 @@ impl Cluster {
             reads_served: 0,
             reads_retried: 0,
             writes_lost: 0,
+            snapshot_receive_crashes: 0,
             stalls: 0,
             lease_reads_served: 0,
             lease_reads: BTreeSet::new(),
@@ -481,19 +491,32 @@ impl Cluster {
                 } else if self.cut.contains(&(from, to)) {
                     None
                 } else {
+                    let is_snapshot = snapshot_data.is_some();
                     if let Some(data) = snapshot_data {
                         self.nodes[to]
                             .incoming_snapshots
                             .insert(LogIndex(data.len() as u64), data);
                     }
-                    match self.nodes[to].node.as_mut() {
-                        Some(node) => {
-                            if let Err(e) = node.step(message) {
-                                self.violation(format!("node {} rejected a message: {e}", to + 1));
-                            }
+                    let stepped = match self.nodes[to].node.as_mut() {
+                        Some(node) => node.step(message).map(|()| true),
+                        None => Ok(false),
+                    };
+                    match stepped {
+                        Err(e) => {
+                            self.violation(format!("node {} rejected a message: {e}", to + 1));
                             Some(to)
                         }
-                        None => None,
+                        Ok(false) => None,
+                        Ok(true)
+                            if is_snapshot
+                                && self
+                                    .chance(self.faults.crash_after_snapshot_receive_per_mille) =>
+                        {
+                            self.crash(to);
+                            self.snapshot_receive_crashes += 1;
+                            None
+                        }
+                        Ok(true) => Some(to),
                     }
                 }
             }
@@ -1695,6 +1718,7 @@ pub struct RunReport {
     pub lease_reads_served: u64,
     pub stalls: u64,
     pub writes_lost: u64,
+    pub snapshot_receive_crashes: u64,
     pub violations: Vec<String>,
 }
 
@@ -1719,6 +1743,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             lease_reads_served: cluster.lease_reads_served,
             stalls: cluster.stalls,
             writes_lost: cluster.writes_lost,
+            snapshot_receive_crashes: cluster.snapshot_receive_crashes,
             violations: cluster.violations,
         }
     });
@@ -1737,6 +1762,7 @@ pub fn run_seed(nodes: usize, seed: u64, fault_ticks: u64, mutation: Mutation) -
             lease_reads_served: 0,
             stalls: 0,
             writes_lost: 0,
+            snapshot_receive_crashes: 0,
             violations: vec![format!("panic: {message}")],
         }
     })
