@@ -159,6 +159,8 @@ pub(crate) struct Driver {
     pub(crate) snapshot_dir: std::path::PathBuf,
     /// Where the transport puts snapshots that arrive.
     pub(crate) snapshot_sink: Arc<raft_transport::FileSnapshotSinkFactory>,
+    /// Watchdog pings and status lines for systemd, sent from the ticker arm.
+    pub(crate) notifier: crate::notify::Notifier,
 }
 
 /// Most peer messages stepped into the node between two readies.
@@ -203,6 +205,7 @@ impl Driver {
             snapshot_every_entries,
             snapshot_dir,
             snapshot_sink,
+            mut notifier,
         } = self;
         let (snapshots, mut snapshot_events) = SnapshotManager::new(
             Arc::clone(&wal),
@@ -273,6 +276,7 @@ impl Driver {
                     if let Err(e) = state.node.tick(now) {
                         break Err(format!("raft node failed: {e}"));
                     }
+                    notifier.on_tick(|| state.node.status());
                 }
             }
             if let Err(e) = state.process_ready(&wal) {

@@ -11,6 +11,7 @@ pub mod kv;
 pub mod linearizability;
 pub mod local_cluster;
 pub mod metrics;
+mod notify;
 pub mod server;
 pub mod service;
 mod snapshot_manager;

@@ -22,6 +22,7 @@ use crate::config::ServerConfig;
 use crate::driver::{Driver, Request, Shared};
 use crate::kv::{KvStore, MemberAddress};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::service::Service;
 use crate::storage::WalStore;
 
@@ -191,6 +192,11 @@ fn check_identity(config: &ServerConfig) -> Result<Identity, ServerError> {
     }
 }
 
+/// How much start-up time to ask systemd for before opening the WAL: replaying a
+/// large log can outlast the default start timeout (90 s), and the open is one
+/// blocking call that cannot ask again midway.
+const WAL_OPEN_ALLOWANCE: Duration = Duration::from_secs(600);
+
 /// Runs a member until SIGTERM/SIGINT (clean stop, `Ok`) or a fatal error.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::DataDir {
@@ -201,6 +207,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         segment_size_bytes: config.segment_size_bytes,
         ..WalOptions::default()
     };
+    let notifier = Notifier::from_env();
+    notifier.extend_timeout(WAL_OPEN_ALLOWANCE);
     let wal =
         Arc::new(Wal::open(&config.data_dir, options).map_err(|e| wal_error(e, &config.data_dir))?);
     let identity = check_identity(&config)?;
@@ -316,6 +324,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         snapshot_every_entries: config.snapshot_every_entries,
         snapshot_dir: config.data_dir.join("snap-outgoing"),
         snapshot_sink,
+        notifier: notifier.clone(),
     };
     let driver_task = tokio::spawn(driver.run());
 
@@ -376,11 +385,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             })
             .await
     });
+    notifier.ready(&format!("serving as member {}", config.id));
 
     tokio::pin!(driver_task);
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
             tracing::info!(signal, "shutting down");
+            notifier.stopping();
             service.stop_taking_requests();
             hand_off_leadership(&service, &requests_tx, Duration::from_millis(config.shutdown_transfer_timeout_ms)).await;
             let _ = shutdown_tx.send(true);

@@ -128,14 +128,21 @@ impl TestCluster {
         }
     }
 
-    /// Starts member index `i` (0-based) as a child process.
     /// Starts every member from now on with `key=value` in its environment.
     #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     pub(crate) fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_string(), value.to_string()));
     }
 
+    /// Starts member index `i` (0-based) as a child process.
     pub(crate) fn start(&mut self, i: usize) {
+        self.start_with_env(i, &[]);
+    }
+
+    /// Starts member `i` with `env` added to its environment. With `WATCHDOG_USEC`
+    /// among them, `WATCHDOG_PID` is set to the member's own pid, as systemd does
+    /// (a shell sets it and execs raftd, which keeps the pid).
+    pub(crate) fn start_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let member = &mut self.members[i];
         assert!(
             member.child.is_none(),
@@ -147,8 +154,17 @@ impl TestCluster {
             .append(true)
             .open(member.config.with_file_name("raftd.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_raftd"))
+        let mut command = if env.iter().any(|(key, _)| *key == "WATCHDOG_USEC") {
+            let mut shell = Command::new("sh");
+            shell.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""]);
+            shell.arg(env!("CARGO_BIN_EXE_raftd"));
+            shell
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_raftd"))
+        };
+        let child = command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(&member.config)
             .stdout(Stdio::null())
