@@ -421,3 +421,32 @@ fn env_var_names() {
     assert_eq!(env_var_name("initial_members"), "RAFTD_INITIAL_MEMBERS");
     assert_eq!(env_var_name("max_value_bytes"), "RAFTD_MAX_VALUE_BYTES");
 }
+
+/// The example config shipped for systemd installs loads as it is, and the unit
+/// gives a leader's hand-off on stop enough time.
+#[test]
+fn the_systemd_example_config_loads() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd");
+    let args = RunArgs {
+        config: Some(deploy.join("raftd.toml")),
+        ..RunArgs::default()
+    };
+    let config = load_with_env(args, no_env()).unwrap();
+    assert_eq!(config.id, 1);
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/raftd"));
+    assert_eq!(config.initial_members.len(), 3);
+    assert_eq!(config.advertise_peer, addr("10.0.0.1:7101"));
+    assert_eq!(config.tls.key, deploy.join("certs/node1-key.pem"));
+
+    let unit = fs::read_to_string(deploy.join("raftd.service")).unwrap();
+    let stop_seconds: u64 = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("TimeoutStopSec="))
+        .and_then(|value| value.strip_suffix('s'))
+        .and_then(|value| value.parse().ok())
+        .expect("TimeoutStopSec=<N>s in raftd.service");
+    assert!(
+        stop_seconds * 1000 >= 2 * config.shutdown_transfer_timeout_ms,
+        "TimeoutStopSec={stop_seconds}s leaves too little room for the hand-off"
+    );
+}
