@@ -62,6 +62,10 @@ pub const CONTRACT_METRIC_NAMES: &[&str] = &[
 /// leader, the proposal was dropped, or its outcome is unknown.
 const PROPOSAL_FAILURE_REASONS: [&str; 3] = ["not_leader", "dropped", "unknown"];
 
+/// How often raft-server samples each peer's round-trip time into
+/// `raft_peer_round_trip_time_seconds`.
+pub const ROUND_TRIP_TIME_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
 /// Latency buckets: 100 µs doubling to about 6.5 s.
 fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.0001, 2.0, 17).expect("valid buckets")
@@ -94,7 +98,7 @@ pub struct Metrics {
     pub snapshot_save_duration: Histogram,
     peer_sent_bytes: IntCounterVec,
     peer_received_bytes: IntCounterVec,
-    peer_rtt: prometheus::GaugeVec,
+    peer_rtt: HistogramVec,
     peer_connected: IntGaugeVec,
     peer_match_index: IntGaugeVec,
     peer_lag: IntGaugeVec,
@@ -302,11 +306,12 @@ impl Metrics {
             ),
             peer_rtt: register!(
                 registry,
-                prometheus::GaugeVec::new(
-                    Opts::new(
+                HistogramVec::new(
+                    HistogramOpts::new(
                         "raft_peer_round_trip_time_seconds",
-                        "QUIC round-trip time to a peer."
-                    ),
+                        "QUIC's smoothed round-trip time to a peer, sampled once a second."
+                    )
+                    .buckets(latency_buckets()),
                     &["peer"]
                 )
             ),
@@ -528,11 +533,8 @@ impl Metrics {
             self.peer_connected
                 .with_label_values(&[&label])
                 .set(i64::from(peer.connected));
-            if let Some(rtt) = peer.round_trip_time {
-                self.peer_rtt
-                    .with_label_values(&[&label])
-                    .set(rtt.as_secs_f64());
-            }
+            // Sampled elsewhere; created here so that every known peer has a series.
+            self.peer_rtt.with_label_values(&[&label]);
         }
         drop(totals);
         let mut refused = self.refused_totals.lock().expect("metrics lock");
@@ -542,6 +544,20 @@ impl Metrics {
                 .with_label_values(&[reason.as_str()])
                 .inc_by(count.saturating_sub(*seen));
             *seen = (*seen).max(*count);
+        }
+    }
+
+    /// Records one sample of each connected peer's round-trip time. QUIC only keeps a
+    /// smoothed estimate, so the histogram is fed on a fixed period (see
+    /// [`ROUND_TRIP_TIME_SAMPLE_PERIOD`]), not per scrape: its counts then do not
+    /// depend on how many Prometheus servers scrape the member, or how often.
+    pub(crate) fn sample_round_trip_times(&self, stats: &TransportStats) {
+        for (id, peer) in &stats.peers {
+            if let Some(rtt) = peer.round_trip_time {
+                self.peer_rtt
+                    .with_label_values(&[&id.to_string()])
+                    .observe(rtt.as_secs_f64());
+            }
         }
     }
 
@@ -572,7 +588,7 @@ mod tests {
         metrics.peer_connected.with_label_values(&["2"]).set(1);
         metrics.peer_sent_bytes.with_label_values(&["2"]).inc();
         metrics.peer_received_bytes.with_label_values(&["2"]).inc();
-        metrics.peer_rtt.with_label_values(&["2"]).set(0.001);
+        metrics.peer_rtt.with_label_values(&["2"]).observe(0.001);
         metrics.peer_match_index.with_label_values(&["2"]).set(1);
         metrics.peer_lag.with_label_values(&["2"]).set(0);
         metrics.peer_send_failures.with_label_values(&["2"]);
@@ -657,5 +673,30 @@ mod tests {
                 "{name} is exported but missing from docs/metrics.md"
             );
         }
+    }
+
+    #[test]
+    fn round_trip_times_are_sampled_into_a_histogram() {
+        let metrics = Metrics::new();
+        let mut connected = raft_transport::PeerStats::default();
+        connected.round_trip_time = Some(Duration::from_micros(300));
+        let mut stats = TransportStats::default();
+        stats.peers.insert(NodeId(2), connected);
+        stats
+            .peers
+            .insert(NodeId(3), raft_transport::PeerStats::default());
+        metrics.sample_round_trip_times(&stats);
+        metrics.sample_round_trip_times(&stats);
+        // Scrapes add no samples.
+        metrics.record_transport(&stats);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE raft_peer_round_trip_time_seconds histogram"));
+        assert!(text.contains("raft_peer_round_trip_time_seconds_count{peer=\"2\"} 2"));
+        assert!(
+            text.contains("raft_peer_round_trip_time_seconds_bucket{peer=\"2\",le=\"0.0004\"} 2"),
+            "{text}"
+        );
+        // A disconnected peer has no estimate to sample, but a series all the same.
+        assert!(text.contains("raft_peer_round_trip_time_seconds_count{peer=\"3\"} 0"));
     }
 }
