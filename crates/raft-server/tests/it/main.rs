@@ -8,5 +8,6 @@ mod linearizable;
 mod membership;
 mod metrics;
 mod netfault;
+mod prometheus;
 mod snapshots;
 mod tls;
