@@ -53,11 +53,18 @@ pub const CONTRACT_METRIC_NAMES: &[&str] = &[
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
     "process_open_fds",
+    "raft_build_info",
+    "raft_peer_send_failures_total",
+    "raft_peer_dropped_messages_total",
 ];
 
 /// The `reason` label values of `raft_proposals_failed_total`: this member was not the
 /// leader, the proposal was dropped, or its outcome is unknown.
 const PROPOSAL_FAILURE_REASONS: [&str; 3] = ["not_leader", "dropped", "unknown"];
+
+/// How often raft-server samples each peer's round-trip time into
+/// `raft_peer_round_trip_time_seconds`.
+pub const ROUND_TRIP_TIME_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Latency buckets: 100 µs doubling to about 6.5 s.
 fn latency_buckets() -> Vec<f64> {
@@ -91,19 +98,44 @@ pub struct Metrics {
     pub snapshot_save_duration: Histogram,
     peer_sent_bytes: IntCounterVec,
     peer_received_bytes: IntCounterVec,
-    peer_rtt: prometheus::GaugeVec,
+    peer_rtt: HistogramVec,
     peer_connected: IntGaugeVec,
     peer_match_index: IntGaugeVec,
     peer_lag: IntGaugeVec,
+    peer_send_failures: IntCounterVec,
+    peer_dropped_messages: IntCounterVec,
+    peer_decode_errors: IntCounterVec,
+    peer_snapshot_sent_bytes: IntCounterVec,
+    peer_snapshot_received_bytes: IntCounterVec,
     client_requests: IntCounterVec,
     client_duration: HistogramVec,
     peer_refused: IntCounterVec,
-    /// Last transport totals seen, per peer: (sent, received).
-    peer_totals: Mutex<BTreeMap<NodeId, (u64, u64)>>,
+    /// Last transport totals seen, per peer.
+    peer_totals: Mutex<BTreeMap<NodeId, PeerTotals>>,
     /// The peers `raft_peer_match_index` and `raft_peer_lag_entries` have series for.
     progress_peers: Mutex<BTreeSet<NodeId>>,
     /// Last transport refusal totals seen, per reason.
     refused_totals: Mutex<BTreeMap<RefusalReason, u64>>,
+}
+
+/// The cumulative per-peer transport counters last carried into the metrics.
+#[derive(Default)]
+struct PeerTotals {
+    sent_bytes: u64,
+    received_bytes: u64,
+    send_failures: u64,
+    dropped_messages: u64,
+    decode_errors: u64,
+    snapshot_sent_bytes: u64,
+    snapshot_received_bytes: u64,
+}
+
+/// Adds to `counter` what `total` gained since `seen`, then remembers `total`.
+fn carry(counter: &IntCounterVec, label: &str, seen: &mut u64, total: u64) {
+    counter
+        .with_label_values(&[label])
+        .inc_by(total.saturating_sub(*seen));
+    *seen = (*seen).max(total);
 }
 
 macro_rules! register {
@@ -131,6 +163,21 @@ impl Metrics {
         let histogram = |name: &str, help: &str| {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
         };
+        let per_peer_counter =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["peer"]);
+        let build_info: IntGaugeVec = register!(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "raft_build_info",
+                    "Always 1; the version label names the raftd release."
+                ),
+                &["version"]
+            )
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let metrics = Metrics {
             has_leader: register!(
                 registry,
@@ -259,11 +306,12 @@ impl Metrics {
             ),
             peer_rtt: register!(
                 registry,
-                prometheus::GaugeVec::new(
-                    Opts::new(
+                HistogramVec::new(
+                    HistogramOpts::new(
                         "raft_peer_round_trip_time_seconds",
-                        "QUIC round-trip time to a peer."
-                    ),
+                        "QUIC's smoothed round-trip time to a peer, sampled once a second."
+                    )
+                    .buckets(latency_buckets()),
                     &["peer"]
                 )
             ),
@@ -292,6 +340,41 @@ impl Metrics {
                         "On the leader: entries a peer is behind."
                     ),
                     &["peer"]
+                )
+            ),
+            peer_send_failures: register!(
+                registry,
+                per_peer_counter(
+                    "raft_peer_send_failures_total",
+                    "Messages to a peer lost because dialing or writing failed."
+                )
+            ),
+            peer_dropped_messages: register!(
+                registry,
+                per_peer_counter(
+                    "raft_peer_dropped_messages_total",
+                    "Messages to a peer dropped because its send queue was full."
+                )
+            ),
+            peer_decode_errors: register!(
+                registry,
+                per_peer_counter(
+                    "raft_peer_decode_errors_total",
+                    "Streams from a peer closed for bytes that do not decode."
+                )
+            ),
+            peer_snapshot_sent_bytes: register!(
+                registry,
+                per_peer_counter(
+                    "raft_peer_snapshot_sent_bytes_total",
+                    "Snapshot bytes a peer acknowledged as persisted."
+                )
+            ),
+            peer_snapshot_received_bytes: register!(
+                registry,
+                per_peer_counter(
+                    "raft_peer_snapshot_received_bytes_total",
+                    "Snapshot bytes received from a peer and persisted."
                 )
             ),
             client_requests: register!(
@@ -404,23 +487,54 @@ impl Metrics {
         let mut totals = self.peer_totals.lock().expect("metrics lock");
         for (id, peer) in &stats.peers {
             let label = id.to_string();
-            let (sent, received) = totals.entry(*id).or_insert((0, 0));
-            self.peer_sent_bytes
-                .with_label_values(&[&label])
-                .inc_by(peer.sent_bytes.saturating_sub(*sent));
-            self.peer_received_bytes
-                .with_label_values(&[&label])
-                .inc_by(peer.received_bytes.saturating_sub(*received));
-            *sent = (*sent).max(peer.sent_bytes);
-            *received = (*received).max(peer.received_bytes);
+            let seen = totals.entry(*id).or_default();
+            carry(
+                &self.peer_sent_bytes,
+                &label,
+                &mut seen.sent_bytes,
+                peer.sent_bytes,
+            );
+            carry(
+                &self.peer_received_bytes,
+                &label,
+                &mut seen.received_bytes,
+                peer.received_bytes,
+            );
+            carry(
+                &self.peer_send_failures,
+                &label,
+                &mut seen.send_failures,
+                peer.send_failures,
+            );
+            carry(
+                &self.peer_dropped_messages,
+                &label,
+                &mut seen.dropped_messages,
+                peer.dropped_queue_full,
+            );
+            carry(
+                &self.peer_decode_errors,
+                &label,
+                &mut seen.decode_errors,
+                peer.decode_errors,
+            );
+            carry(
+                &self.peer_snapshot_sent_bytes,
+                &label,
+                &mut seen.snapshot_sent_bytes,
+                peer.snapshot_sent_bytes,
+            );
+            carry(
+                &self.peer_snapshot_received_bytes,
+                &label,
+                &mut seen.snapshot_received_bytes,
+                peer.snapshot_received_bytes,
+            );
             self.peer_connected
                 .with_label_values(&[&label])
                 .set(i64::from(peer.connected));
-            if let Some(rtt) = peer.round_trip_time {
-                self.peer_rtt
-                    .with_label_values(&[&label])
-                    .set(rtt.as_secs_f64());
-            }
+            // Sampled elsewhere; created here so that every known peer has a series.
+            self.peer_rtt.with_label_values(&[&label]);
         }
         drop(totals);
         let mut refused = self.refused_totals.lock().expect("metrics lock");
@@ -430,6 +544,20 @@ impl Metrics {
                 .with_label_values(&[reason.as_str()])
                 .inc_by(count.saturating_sub(*seen));
             *seen = (*seen).max(*count);
+        }
+    }
+
+    /// Records one sample of each connected peer's round-trip time. QUIC only keeps a
+    /// smoothed estimate, so the histogram is fed on a fixed period (see
+    /// [`ROUND_TRIP_TIME_SAMPLE_PERIOD`]), not per scrape: its counts then do not
+    /// depend on how many Prometheus servers scrape the member, or how often.
+    pub(crate) fn sample_round_trip_times(&self, stats: &TransportStats) {
+        for (id, peer) in &stats.peers {
+            if let Some(rtt) = peer.round_trip_time {
+                self.peer_rtt
+                    .with_label_values(&[&id.to_string()])
+                    .observe(rtt.as_secs_f64());
+            }
         }
     }
 
@@ -460,9 +588,11 @@ mod tests {
         metrics.peer_connected.with_label_values(&["2"]).set(1);
         metrics.peer_sent_bytes.with_label_values(&["2"]).inc();
         metrics.peer_received_bytes.with_label_values(&["2"]).inc();
-        metrics.peer_rtt.with_label_values(&["2"]).set(0.001);
+        metrics.peer_rtt.with_label_values(&["2"]).observe(0.001);
         metrics.peer_match_index.with_label_values(&["2"]).set(1);
         metrics.peer_lag.with_label_values(&["2"]).set(0);
+        metrics.peer_send_failures.with_label_values(&["2"]);
+        metrics.peer_dropped_messages.with_label_values(&["2"]);
         let text = metrics.render();
         for name in CONTRACT_METRIC_NAMES {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
@@ -491,5 +621,82 @@ mod tests {
                 "raft_peer_connections_refused_total{reason=\"untrusted_certificate\"} 5"
             )
         );
+    }
+
+    #[test]
+    fn build_info_and_peer_transport_counters_are_exported() {
+        let metrics = Metrics::new();
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            metrics
+                .render()
+                .contains(&format!("raft_build_info{{version=\"{version}\"}} 1"))
+        );
+        let mut peer = raft_transport::PeerStats::default();
+        peer.send_failures = 3;
+        peer.dropped_queue_full = 2;
+        peer.decode_errors = 1;
+        peer.snapshot_sent_bytes = 4096;
+        let mut stats = TransportStats::default();
+        stats.peers.insert(NodeId(2), peer.clone());
+        metrics.record_transport(&stats);
+        peer.send_failures = 7;
+        stats.peers.insert(NodeId(2), peer);
+        metrics.record_transport(&stats);
+        metrics.record_transport(&stats);
+        let text = metrics.render();
+        for line in [
+            "raft_peer_send_failures_total{peer=\"2\"} 7",
+            "raft_peer_dropped_messages_total{peer=\"2\"} 2",
+            "raft_peer_decode_errors_total{peer=\"2\"} 1",
+            "raft_peer_snapshot_sent_bytes_total{peer=\"2\"} 4096",
+            "raft_peer_snapshot_received_bytes_total{peer=\"2\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_exported_name_is_documented() {
+        let docs = include_str!("../../../docs/metrics.md");
+        let metrics = Metrics::new();
+        metrics.observe_request("put", 200, Duration::from_millis(1));
+        metrics.record_transport(&TransportStats::default());
+        let text = metrics.render();
+        let names = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split(' ').next());
+        for name in names {
+            assert!(
+                docs.contains(&format!("| `{name}` |")),
+                "{name} is exported but missing from docs/metrics.md"
+            );
+        }
+    }
+
+    #[test]
+    fn round_trip_times_are_sampled_into_a_histogram() {
+        let metrics = Metrics::new();
+        let mut connected = raft_transport::PeerStats::default();
+        connected.round_trip_time = Some(Duration::from_micros(300));
+        let mut stats = TransportStats::default();
+        stats.peers.insert(NodeId(2), connected);
+        stats
+            .peers
+            .insert(NodeId(3), raft_transport::PeerStats::default());
+        metrics.sample_round_trip_times(&stats);
+        metrics.sample_round_trip_times(&stats);
+        // Scrapes add no samples.
+        metrics.record_transport(&stats);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE raft_peer_round_trip_time_seconds histogram"));
+        assert!(text.contains("raft_peer_round_trip_time_seconds_count{peer=\"2\"} 2"));
+        assert!(
+            text.contains("raft_peer_round_trip_time_seconds_bucket{peer=\"2\",le=\"0.0004\"} 2"),
+            "{text}"
+        );
+        // A disconnected peer has no estimate to sample, but a series all the same.
+        assert!(text.contains("raft_peer_round_trip_time_seconds_count{peer=\"3\"} 0"));
     }
 }

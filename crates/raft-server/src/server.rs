@@ -358,6 +358,21 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             std::fs::read_dir(metrics_wal.data_dir().join("wal")).map_or(0, |dir| dir.count());
         metrics_shared.metrics.wal_segments.set(segments as i64);
     });
+    // QUIC keeps only a smoothed round-trip time: sample it on a fixed period.
+    // It stops at shutdown, or once the server is gone (the sender dropped).
+    let (rtt_transport, rtt_shared) = (transport.clone(), Arc::clone(&shared));
+    let mut rtt_stop = shutdown_tx.subscribe();
+    tokio::spawn(async move {
+        let mut period = tokio::time::interval(crate::metrics::ROUND_TRIP_TIME_SAMPLE_PERIOD);
+        loop {
+            tokio::select! {
+                _ = period.tick() => {
+                    rtt_shared.metrics.sample_round_trip_times(&rtt_transport.stats());
+                }
+                _ = rtt_stop.changed() => break,
+            }
+        }
+    });
     let app = crate::http::router(service.clone(), refresh);
     let listener = tokio::net::TcpListener::bind(config.listen_client)
         .await

@@ -29,7 +29,7 @@ pub(crate) struct TestCluster {
     env: Vec<(String, String)>,
 }
 
-fn free_tcp_port() -> SocketAddr {
+pub(crate) fn free_tcp_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }

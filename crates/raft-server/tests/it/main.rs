@@ -9,5 +9,6 @@ mod membership;
 mod metrics;
 mod netfault;
 mod notify;
+mod prometheus;
 mod snapshots;
 mod tls;
